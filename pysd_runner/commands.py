@@ -1,0 +1,194 @@
+"""``crisis info`` and ``crisis run``: thin click wrappers over the pysd_runner API."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import click
+
+from .errors import ParameterError
+
+
+def _model_argument(function):
+    return click.argument("model", type=click.Path(dir_okay=False, path_type=Path))(function)
+
+
+def _truncate(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@click.command("info")
+@_model_argument
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable description instead of tables.")
+def info(model: Path, as_json: bool) -> None:
+    """Describe a model: stocks, flows, auxiliaries, constants with units, ranges and documentation.
+
+    \b
+    Example:
+      crisis info models/goodwin/goodwin.mdl
+    """
+    from .compiler import compile_model
+    from .scenarios import list_scenarios, load_scenario
+
+    compiled = compile_model(model)
+    scenarios = {}
+    for name in list_scenarios(compiled):
+        scenarios[name] = load_scenario(name, compiled).description
+    if as_json:
+        payload = {
+            "model": str(compiled.source),
+            "sha256": compiled.sha256,
+            "time_units": compiled.time_units,
+            "time_settings": compiled.control,
+            "elements": [
+                {
+                    "name": e.name, "py_name": e.py_name, "kind": e.kind, "units": e.units,
+                    "range": list(e.limits), "default": e.default, "subscripts": list(e.subscripts),
+                    "documentation": e.comment,
+                }
+                for e in compiled.elements.values()
+            ],
+            "scenarios": scenarios,
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    c = compiled.control
+    click.echo(f"Model {compiled.name}  ({compiled.source})")
+    click.echo(f"sha256 {compiled.sha256[:16]}…  PySD {compiled.pysd_version}")
+    click.echo(
+        f"Time: {c['initial_time']:g} to {c['final_time']:g} {compiled.time_units}, "
+        f"step {c['time_step']:g}, saved every {c['saveper']:g}"
+    )
+    sections = [
+        ("Stocks", compiled.stocks),
+        ("Flows", compiled.flows),
+        ("Auxiliaries", compiled.auxiliaries),
+        ("Lookups", [e for e in compiled.elements.values() if e.kind == "lookup"]),
+    ]
+    for title, elements in sections:
+        if not elements:
+            continue
+        click.echo(f"\n{title} ({len(elements)})")
+        for e in sorted(elements, key=lambda e: e.name.lower()):
+            subs = f" [{', '.join(e.subscripts)}]" if e.subscripts else ""
+            click.echo(f"  {e.name}{subs}  ({e.units or 'dimensionless'})")
+            if e.comment:
+                click.echo(textwrap.indent(textwrap.fill(" ".join(e.comment.split()), 88), "      "))
+    constants = sorted(compiled.constants, key=lambda e: e.name.lower())
+    if constants:
+        click.echo(f"\nConstants ({len(constants)}): name = default  units  range")
+        for e in constants:
+            default = "subscripted" if e.default is None else f"{e.default:g}"
+            click.echo(f"  {e.name} = {default}  ({e.units or 'dimensionless'})  {e.range_text}")
+            if e.comment:
+                click.echo(textwrap.indent(textwrap.fill(" ".join(e.comment.split()), 88), "      "))
+    if scenarios:
+        click.echo(f"\nScenarios ({len(scenarios)})")
+        for name, description in scenarios.items():
+            click.echo(f"  {name}: {_truncate(description, 90)}")
+
+
+def _parse_set(values: tuple[str, ...]) -> dict:
+    """``name=value`` or ``name=t:v,t:v`` (a time series) into a params mapping."""
+    params = {}
+    for item in values:
+        if "=" not in item:
+            raise ParameterError(
+                f"--set expects name=value (or name=time:value,time:value); got {item!r}"
+            )
+        name, _, raw = item.partition("=")
+        name, raw = name.strip(), raw.strip()
+        if not name:
+            raise ParameterError(f"--set {item!r} has no parameter name before '='")
+        if ":" in raw:
+            pairs = []
+            for pair in raw.split(","):
+                t, sep, v = pair.partition(":")
+                if not sep:
+                    raise ParameterError(
+                        f"--set {name}: a time series is written time:value,time:value; got {raw!r}"
+                    )
+                pairs.append((t.strip(), v.strip()))
+            params[name] = pairs
+        else:
+            params[name] = raw
+    return params
+
+
+def _summary(dataset, names: list[str]) -> list[str]:
+    """One line per scenario and variable: start, minimum, maximum, end."""
+    lines = []
+    scenarios = list(dataset["scenario"].values) if "scenario" in dataset.dims else [None]
+    width = max(len(n) for n in names)
+    lines.append(f"{'':2}{'variable':<{width}}  {'start':>10} {'min':>10} {'max':>10} {'end':>10}  units")
+    for scenario in scenarios:
+        part = dataset if scenario is None else dataset.sel(scenario=scenario)
+        if scenario is not None:
+            lines.append(f"[{scenario}]")
+        for name in names:
+            da = part[name]
+            if set(da.dims) != {"time"}:
+                da = da.mean([d for d in da.dims if d != "time"])
+            v = da.values
+            lines.append(
+                f"  {name:<{width}}  {v[0]:>10.4g} {v.min():>10.4g} {v.max():>10.4g} {v[-1]:>10.4g}  "
+                f"{part[name].attrs.get('units', '')}"
+            )
+    return lines
+
+
+@click.command("run")
+@_model_argument
+@click.option("--scenario", "-s", "scenarios", multiple=True, metavar="NAME|PATH",
+              help="Scenario name under the model's scenarios/ folder, or a TOML file. Repeat to "
+                   "compare several (stacked along a 'scenario' dim).")
+@click.option("--all-scenarios", is_flag=True, help="Run every scenario in the model's scenarios/ folder.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Set a constant by Vensim or Python name; NAME=t:v,t:v gives a time-varying policy.")
+@click.option("--final-time", type=float, help="Override the final time.")
+@click.option("--time-step", type=float, help="Override the integration time step.")
+@click.option("--saveper", type=float, help="Override the save period.")
+@click.option("--vars", "variables", metavar="A,B", help="Comma-separated variables to keep (default: all).")
+@click.option("--seed", type=int, help="Seed for models with random functions.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the result: .nc (netCDF) or .csv.")
+def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, saveper, variables, seed, output):
+    """Simulate a model (optionally under scenarios) and write the trajectories.
+
+    Prints a summary (start, min, max, end) of the stocks or of the chosen variables.
+
+    \b
+    Example:
+      crisis run models/goodwin/goodwin.mdl --scenario baseline --set "phillips slope=0.6" --output g.nc
+      crisis run models/goodwin/goodwin.mdl --all-scenarios --output out/goodwin.nc
+    """
+    from .compiler import compile_model
+    from .errors import ScenarioError
+    from .results import save
+    from .runner import run, run_scenarios
+    from .scenarios import list_scenarios
+
+    if Path(output).suffix.lower() not in (".nc", ".csv"):
+        raise ParameterError(f"--output '{output}' must end in .nc or .csv")
+    compiled = compile_model(model)
+    names = list(scenarios)
+    if all_scenarios:
+        names = list_scenarios(compiled)
+        if not names:
+            raise ScenarioError(f"model '{compiled.source.name}' has no scenarios in {compiled.scenario_dir}")
+    options = dict(final_time=final_time, time_step=time_step, saveper=saveper,
+                   variables=variables, seed=seed, progress=True)
+    params = _parse_set(sets)
+    if len(names) > 1:
+        dataset = run_scenarios(compiled, names, params=params, **options)
+    else:
+        dataset = run(compiled, params, scenario=names[0] if names else None, **options)
+    written = save(dataset, output)
+    shown = list(dataset.data_vars) if variables else [e.py_name for e in compiled.stocks]
+    shown = [n for n in shown if n in dataset] or list(dataset.data_vars)[:8]
+    for line in _summary(dataset, shown[:12]):
+        click.echo(line)
+    click.echo(f"Wrote {written}")

@@ -1,0 +1,55 @@
+"""Exception classes raised by pysd_runner.
+
+Every class derives from :class:`CrisisError`, the base the command line catches to print
+``Error: ...`` without a traceback. Messages name the input, what was wrong and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class CrisisError(Exception):
+    """A user-facing error: bad input, a model that cannot be used, a failed run."""
+
+
+class ModelFileError(CrisisError, FileNotFoundError):
+    """The model file is missing or has an extension that cannot be translated."""
+
+
+class ModelCompileError(CrisisError):
+    """The model could not be translated or uses functions PySD does not implement."""
+
+
+class ParameterError(CrisisError, ValueError):
+    """A parameter name or value given to a run is not acceptable."""
+
+
+class ScenarioError(CrisisError, ValueError):
+    """A scenario file is missing, malformed or refers to unknown parameters."""
+
+
+class SimulationError(CrisisError, ArithmeticError):
+    """A run produced non-finite values (reported with the first time and variable)."""
+
+    def __init__(self, message: str, *, time: float, variable: str):
+        super().__init__(message)
+        self.time = time
+        self.variable = variable
+
+
+class OutputError(CrisisError, ValueError):
+    """A result cannot be written where or in the format asked."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for close matches of ``name``, or ``""``."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    matches = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
+    if not matches:
+        return ""
+    quoted = " or ".join(f"'{lowered[m]}'" for m in matches)
+    return f" Did you mean {quoted}?"

@@ -1,0 +1,505 @@
+"""Run a compiled model once (or once per scenario) into an xarray Dataset with provenance."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from numbers import Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .compiler import CompiledModel, Element, compile_model
+from .errors import ParameterError, ScenarioError, SimulationError
+from .scenarios import Scenario, load_scenario
+
+__all__ = ["run", "run_scenarios", "NonFiniteWarning"]
+
+SETTABLE = ("constant",)
+
+
+class NonFiniteWarning(UserWarning):
+    """A run produced non-finite values and ``errors="warn"`` was asked for."""
+
+
+def toolkit_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("crisis-dynamics")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+# --------------------------------------------------------------------------- parameters
+
+def _as_number(value: Any, where: str) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{where} must be a number; got the boolean {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ParameterError(f"{where} must be a number; got {value!r}") from None
+    if not isinstance(value, (Real, np.number)):
+        raise ParameterError(f"{where} must be a number or a time series; got {type(value).__name__} {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ParameterError(f"{where} must be finite; got {number!r}")
+    return number
+
+
+def _as_series(value: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Accept a pandas Series, a {time, value} mapping or a sequence of (time, value) pairs."""
+    if isinstance(value, pd.Series):
+        times, values = value.index.to_numpy(), value.to_numpy()
+    elif isinstance(value, Mapping) and set(value) == {"time", "value"}:
+        times, values = value["time"], value["value"]
+    elif isinstance(value, Sequence) and value and all(
+        isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2 for p in value
+    ):
+        times, values = zip(*value)
+    else:
+        raise ParameterError(
+            f"{where} must be a number or a time series (pandas Series, {{'time': [...], 'value': [...]}} "
+            f"or a list of (time, value) pairs); got {type(value).__name__}"
+        )
+    times = [_as_number(t, f"{where}: a time") for t in times]
+    values = [_as_number(v, f"{where}: a value") for v in values]
+    if len(times) != len(values) or not times:
+        raise ParameterError(f"{where}: time and value must be non-empty and of equal length")
+    if any(b <= a for a, b in zip(times, times[1:])):
+        raise ParameterError(f"{where}: times must be strictly increasing; got {times}")
+    return np.asarray(times, dtype=float), np.asarray(values, dtype=float)
+
+
+def _normalise_params(model: CompiledModel, params: Mapping[str, Any] | None, check_ranges: bool) -> dict[str, Any]:
+    """Resolve names to Python names and validate values; returns py_name -> float | (times, values) | DataArray."""
+    resolved: dict[str, Any] = {}
+    for name, value in (params or {}).items():
+        element = model.resolve(name, kinds=SETTABLE, role="parameter")
+        where = f"parameter '{element.name}'"
+        if isinstance(value, xr.DataArray):
+            if not element.subscripts:
+                raise ParameterError(f"{where} is not subscripted; give a number or a time series")
+            arr = np.asarray(value, dtype=float)
+            if not np.isfinite(arr).all():
+                raise ParameterError(f"{where} must be finite everywhere; got {value.values!r}")
+            if check_ranges:
+                for v in arr.ravel():
+                    element.check_value(float(v))
+            resolved[element.py_name] = value
+            continue
+        if isinstance(value, (pd.Series, Mapping)) or (
+            isinstance(value, Sequence) and not isinstance(value, str)
+        ):
+            times, values = _as_series(value, where)
+            if check_ranges:
+                for v in values:
+                    element.check_value(float(v))
+            resolved[element.py_name] = (times, values)
+            continue
+        number = _as_number(value, where)
+        if check_ranges:
+            element.check_value(number)
+        resolved[element.py_name] = number
+    return resolved
+
+
+def _to_pysd(value: Any) -> Any:
+    if isinstance(value, tuple):
+        times, values = value
+        return pd.Series(values, index=times)
+    return value
+
+
+def _params_json(values: Mapping[str, Any]) -> str:
+    out = {}
+    for key, value in sorted(values.items()):
+        if isinstance(value, tuple):
+            out[key] = {"time": value[0].tolist(), "value": value[1].tolist()}
+        elif isinstance(value, xr.DataArray):
+            out[key] = {"dims": list(value.dims), "values": np.asarray(value).tolist()}
+        else:
+            out[key] = value
+    return json.dumps(out, sort_keys=True)
+
+
+# --------------------------------------------------------------------------- time settings
+
+def _time_settings(model: CompiledModel, scenario: Scenario | None, **given: float | None) -> dict[str, float]:
+    settings = dict(model.control)
+    if scenario is not None:
+        settings.update(scenario.time)
+    for key, value in given.items():
+        if value is not None:
+            settings[key] = _as_number(value, key)
+    for key in ("time_step", "saveper"):
+        if not settings[key] > 0:
+            raise ParameterError(f"{key} must be positive; got {settings[key]:g}")
+    if not settings["final_time"] > settings["initial_time"]:
+        raise ParameterError(
+            f"final_time must be after the initial time {settings['initial_time']:g}; got {settings['final_time']:g}"
+        )
+    if settings["saveper"] < settings["time_step"] * (1 - 1e-9):
+        raise ParameterError(
+            f"saveper ({settings['saveper']:g}) must be at least the time step ({settings['time_step']:g})"
+        )
+    return settings
+
+
+# --------------------------------------------------------------------------- seeds
+
+def _check_seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise ParameterError(f"seed must be a non-negative integer or None; got {seed!r}")
+    if not 0 <= int(seed) < 2**32:
+        raise ParameterError(f"seed must be between 0 and 2**32 - 1; got {seed}")
+    return int(seed)
+
+
+# --------------------------------------------------------------------------- the run
+
+def _output_elements(model: CompiledModel, variables: Sequence[str] | str | None) -> list[Element]:
+    if variables is None:
+        return [e for e in model.elements.values() if e.kind not in ("constant", "lookup", "data")]
+    if isinstance(variables, str):
+        variables = [v for v in variables.split(",") if v.strip()]
+    if not variables:
+        raise ParameterError("variables must name at least one model variable")
+    chosen: list[Element] = []
+    for name in variables:
+        element = model.resolve(name, kinds=("stock", "flow", "auxiliary", "stateful", "constant", "data"))
+        if element not in chosen:
+            chosen.append(element)
+    return chosen
+
+
+def _stateful_owners(model: CompiledModel) -> dict[str, str]:
+    """Map PySD's internal stateful objects (``_integ_x``) to the Vensim name that owns them."""
+    owners = {}
+    for py_name, deps in model.dependencies.items():
+        element = model.elements.get(py_name)
+        if element is None or not isinstance(deps, dict):
+            continue
+        for key in deps:
+            if key.startswith("_"):
+                owners.setdefault(key, element.name)
+    return owners
+
+
+def _finite(value: Any) -> bool:
+    return bool(np.isfinite(np.asarray(value, dtype=float)).all())
+
+
+def run(
+    model: CompiledModel | str | os.PathLike,
+    params: Mapping[str, Any] | None = None,
+    *,
+    scenario: str | os.PathLike | Scenario | None = None,
+    final_time: float | None = None,
+    time_step: float | None = None,
+    saveper: float | None = None,
+    variables: Sequence[str] | str | None = None,
+    seed: int | None = None,
+    errors: str = "raise",
+    check_ranges: bool = True,
+    progress: bool = False,
+) -> xr.Dataset:
+    """Simulate a model once and return its trajectories as an xarray Dataset.
+
+    Runs are pure: each run loads its own PySD model object, so parameters set here never
+    leak into the next run, and the same call twice returns identical Datasets (apart from
+    the ``created_utc`` attribute).
+
+    Parameters
+    ----------
+    model : CompiledModel or path
+        A model from :func:`compile_model`, or a model file to compile.
+    params : mapping, optional
+        Constants by Vensim or Python name. A value is a number, or a time series
+        (pandas Series indexed by time, ``{"time": [...], "value": [...]}``, or a list of
+        ``(time, value)`` pairs) interpolated linearly: a time-varying policy. Values
+        given here override the scenario's.
+    scenario : str, path or Scenario, optional
+        A scenario name under the model's ``scenarios/`` folder, or a TOML file.
+    final_time, time_step, saveper : float, optional
+        Override the time settings of the scenario and the model.
+    variables : list of str or comma-separated str, optional
+        Variables to return (Vensim or Python names); default every stock, flow and
+        auxiliary.
+    seed : int, optional
+        Seed for the model's random functions (RANDOM UNIFORM, ...). Models without random
+        functions ignore it. A model with random functions run without a seed draws one
+        and records it in the ``seed`` attribute, so every run can be reproduced.
+    errors : {"raise", "warn"}
+        What to do when a value becomes non-finite: raise :class:`SimulationError`
+        naming the first time and variable, or warn (:class:`NonFiniteWarning`) and return
+        the trajectories with the non-finite values in them.
+    check_ranges : bool
+        Reject parameter values outside the constants' Vensim ranges (default True).
+    progress : bool
+        Show a progress bar on stderr for runs longer than a second.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``time`` plus the model's subscript dims; variables by Python name with
+        ``units``, ``long_name`` (Vensim name) and ``comment`` attrs; provenance attrs
+        (``model_file``, ``model_sha256``, ``pysd_version``, ``toolkit_version``,
+        ``params``, ``scenario``, ``seed``, ``created_utc`` and the time settings).
+
+    Examples
+    --------
+    >>> ds = run("models/goodwin/goodwin.mdl", {"phillips slope": 0.6}, final_time=50)  # doctest: +SKIP
+    >>> float(ds["wage_share"].max())  # doctest: +SKIP
+    """
+    if errors not in ("raise", "warn"):
+        raise ParameterError(f"errors must be 'raise' or 'warn'; got {errors!r}")
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
+    scen = load_scenario(scenario, model) if scenario is not None else None
+    merged: dict[str, Any] = {}
+    if scen is not None:
+        try:
+            merged.update(_normalise_params(model, scen.params, check_ranges))
+            merged.update(_normalise_params(
+                model, {k: {"time": t, "value": v} for k, (t, v) in scen.policies.items()}, check_ranges
+            ))
+        except ParameterError as exc:
+            raise ScenarioError(f"scenario file '{scen.path}': {exc}") from None
+    merged.update(_normalise_params(model, params, check_ranges))
+    settings = _time_settings(model, scen, final_time=final_time, time_step=time_step, saveper=saveper)
+    outputs = _output_elements(model, variables)
+    seed = _check_seed(seed)
+    if model.uses_random and seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+
+    rng_state = np.random.get_state()
+    try:
+        if seed is not None:
+            np.random.seed(seed)
+        times, columns, failure = _simulate(model, merged, settings, outputs, errors, progress)
+    finally:
+        np.random.set_state(rng_state)
+
+    if failure is not None:
+        message = (
+            f"model '{model.source.name}': '{failure[1]}' became non-finite ({failure[2]}) at time "
+            f"{failure[0]:g}; check the parameter values (or the time step) that drive it"
+        )
+        if errors == "raise":
+            raise SimulationError(message, time=failure[0], variable=failure[1])
+        warnings.warn(message, NonFiniteWarning, stacklevel=2)
+
+    dataset = _to_dataset(model, times, columns, outputs)
+    dataset.attrs.update(_provenance(model, merged, scen, seed, settings))
+    return dataset
+
+
+def _simulate(model, merged, settings, outputs, errors, progress):
+    """Configure a fresh PySD model and integrate it, reading only the requested outputs."""
+    pysd_model = model.load()
+    pysd_model._stepper_mode = False
+    with warnings.catch_warnings():
+        # A time series on a constant is this API's documented way to give a policy;
+        # PySD announces it with a UserWarning each time, which is not news to the caller.
+        warnings.filterwarnings("ignore", message="Replacing a constant value with a time-dependent value")
+        pysd_model._config_simulation(
+            {k: _to_pysd(v) for k, v in merged.items()} or None,
+            [e.py_name for e in outputs],
+            None,
+            "original",
+            settings["final_time"],
+            settings["time_step"],
+            settings["saveper"],
+            True,
+            progress=False,
+        )
+    integration = _Integration(model, pysd_model, outputs, errors)
+    n_steps = int(round((settings["final_time"] - settings["initial_time"]) / settings["time_step"]))
+    clock = pysd_model.time
+    from tqdm.auto import tqdm
+
+    with tqdm(total=n_steps, disable=not progress, file=sys.stderr, delay=1.0,
+              unit="step", desc=model.name, leave=False) as bar, np.errstate(all="ignore"):
+        try:
+            integration.integrate(bar)
+        except (ZeroDivisionError, OverflowError, FloatingPointError) as exc:
+            # Python floats raise instead of giving inf/NaN; no run can continue past this.
+            element = _element_in_traceback(model, exc) or "an equation"
+            what = "division by zero" if isinstance(exc, ZeroDivisionError) else "overflow"
+            raise SimulationError(
+                f"model '{model.source.name}': {what} in '{element}' at time {float(clock()):g}; "
+                "check the parameter values (or the time step) that drive it",
+                time=float(clock()), variable=element,
+            ) from None
+    return integration.times, integration.columns, integration.failure
+
+
+class _Integration:
+    """PySD's Euler loop, driven here so that output goes straight into lists.
+
+    PySD's own ``run()`` collects every output into a DataFrame per step, its largest
+    cost. This loop mirrors ``Model._integrate`` and also watches every stock for
+    non-finite values after each step.
+    """
+
+    def __init__(self, model: CompiledModel, pysd_model, outputs: list[Element], errors: str):
+        self.pysd_model = pysd_model
+        self.clock = pysd_model.time
+        self.errors = errors
+        components = pysd_model.components
+        self.getters = [(e, getattr(components, e.py_name)) for e in outputs]
+        owners = _stateful_owners(model)
+        self.statefuls = [(owners.get(s.py_name, s.py_name), s) for s in pysd_model._dynamicstateful_elements]
+        self.times: list[float] = []
+        self.columns: dict[str, list] = {e.py_name: [] for e in outputs}
+        self.failure: tuple[float, str, str] | None = None
+
+    def _record(self) -> None:
+        now = float(self.clock.round())
+        self.times.append(now)
+        for element, getter in self.getters:
+            value = getter()
+            if isinstance(value, xr.DataArray):
+                value = value.copy()
+            self.columns[element.py_name].append(value)
+            if self.failure is None and not _finite(value):
+                self.failure = (now, element.name, _kind_of_bad(value))
+
+    def _check_stocks(self) -> None:
+        for owner, stateful in self.statefuls:
+            if not _finite(stateful.state):
+                self.failure = (float(self.clock()), owner, _kind_of_bad(stateful.state))
+                return
+
+    def _stop(self) -> bool:
+        return self.failure is not None and self.errors == "raise"
+
+    def integrate(self, bar) -> None:
+        clock = self.clock
+        while clock.in_bounds():
+            if clock.in_return():
+                self._record()
+                if self._stop():
+                    return
+            self.pysd_model._integrate_step()
+            bar.update()
+            if self.failure is None:
+                self._check_stocks()
+                if self._stop():
+                    return
+        if clock.in_return():
+            self._record()
+
+
+def _element_in_traceback(model: CompiledModel, exc: BaseException) -> str | None:
+    """The Vensim name of the innermost generated-model function in the traceback."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == str(model.py_file) and code.co_name in model.elements:
+            found = model.elements[code.co_name].name
+        tb = tb.tb_next
+    return found
+
+
+def _kind_of_bad(value) -> str:
+    arr = np.asarray(value, dtype=float)
+    return "NaN" if np.isnan(arr).any() else "infinite"
+
+
+def _to_dataset(model: CompiledModel, times: list[float], columns: dict[str, list], outputs: list[Element]) -> xr.Dataset:
+    time_units = model.time_units
+    coords = {"time": ("time", np.asarray(times, dtype=float), {"units": time_units, "long_name": "Time"})}
+    data_vars = {}
+    for element in outputs:
+        values = columns[element.py_name]
+        if values and isinstance(values[0], xr.DataArray):
+            da = xr.concat(values, dim="time", coords="minimal", compat="override", join="override")
+            da = da.assign_coords(time=coords["time"][1]).transpose("time", ...)
+            for dim in da.dims:
+                if dim != "time":
+                    da = da.assign_coords({dim: np.asarray(da[dim].values, dtype=str)})
+            da = da.astype(float)
+        else:
+            da = xr.DataArray(np.asarray(values, dtype=float).reshape(len(times)), dims=("time",))
+        da.attrs = {"units": element.units, "long_name": element.name, "comment": element.comment}
+        data_vars[element.py_name] = da.drop_vars("time", errors="ignore")
+    return xr.Dataset(data_vars, coords=coords)
+
+
+def _provenance(model: CompiledModel, merged, scen: Scenario | None, seed: int | None, settings) -> dict:
+    import pysd
+
+    return {
+        "model_file": str(model.source),
+        "model_name": model.name,
+        "model_sha256": model.sha256,
+        "pysd_version": pysd.__version__,
+        "toolkit_version": toolkit_version(),
+        "params": _params_json(merged),
+        "scenario": scen.name if scen is not None else "",
+        "scenario_description": scen.description if scen is not None else "",
+        "seed": seed if seed is not None else "none",
+        "integration_method": "euler",
+        "initial_time": settings["initial_time"],
+        "final_time": settings["final_time"],
+        "time_step": settings["time_step"],
+        "saveper": settings["saveper"],
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def run_scenarios(
+    model: CompiledModel | str | os.PathLike,
+    scenarios: Sequence[str | os.PathLike | Scenario],
+    **kwargs: Any,
+) -> xr.Dataset:
+    """Run several scenarios and stack them along a ``scenario`` dim.
+
+    Keyword arguments are passed to :func:`run` for every scenario. All scenarios must
+    share the same time axis (the same time settings). The ``params`` attr holds each
+    scenario's parameters as JSON keyed by scenario name, and the coordinate
+    ``scenario_description`` carries each scenario's description.
+    """
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
+    if not scenarios:
+        raise ScenarioError(f"no scenarios given for model '{model.source.name}'")
+    runs = [run(model, scenario=s, **kwargs) for s in scenarios]
+    names = [ds.attrs["scenario"] for ds in runs]
+    if len(set(names)) != len(names):
+        raise ScenarioError(f"scenario names must be distinct; got {names}")
+    reference = runs[0]["time"].values
+    for name, ds in zip(names, runs):
+        if ds.sizes["time"] != reference.size or not np.array_equal(ds["time"].values, reference):
+            raise ScenarioError(
+                f"scenario '{name}' has a different time axis from '{names[0]}'; give the same "
+                "final_time, time_step and saveper to compare scenarios (e.g. with final_time=...)"
+            )
+    descriptions = [ds.attrs["scenario_description"] for ds in runs]
+    stacked = xr.concat(
+        [ds.drop_attrs(deep=False) for ds in runs], dim="scenario", coords="minimal", compat="override", join="exact"
+    )
+    stacked = stacked.assign_coords(
+        scenario=("scenario", np.asarray(names, dtype=str), {"long_name": "Scenario"}),
+        scenario_description=("scenario", np.asarray(descriptions, dtype=str)),
+    )
+    attrs = dict(runs[0].attrs)
+    attrs["scenario"] = ",".join(names)
+    attrs["scenario_description"] = ""
+    attrs["params"] = json.dumps({n: json.loads(ds.attrs["params"]) for n, ds in zip(names, runs)}, sort_keys=True)
+    stacked.attrs = attrs
+    return stacked
