@@ -1,39 +1,49 @@
 """Compile Vensim/XMILE models with PySD and run them into xarray Datasets.
 
-The only package of crisis-dynamics that imports PySD.
+The only package of crisis-dynamics that imports PySD. Names are imported lazily (PEP 562)
+so that ``crisis --help`` does not pay for importing PySD, pandas and xarray.
+
+Examples
+--------
+>>> from pysd_runner import compile_model, run
+>>> model = compile_model("models/goodwin/goodwin.mdl")  # doctest: +SKIP
+>>> ds = run(model, {"phillips slope": 1.5}, scenario="baseline")  # doctest: +SKIP
 """
 
-from .compiler import CompiledModel, Element, compile_model
-from .errors import (
-    CrisisError,
-    ModelCompileError,
-    ModelFileError,
-    OutputError,
-    ParameterError,
-    ScenarioError,
-    SimulationError,
-)
-from .results import load_result, save
-from .runner import NonFiniteWarning, run, run_scenarios
-from .scenarios import Scenario, list_scenarios, load_scenario
+from importlib import import_module
 
-__all__ = [
-    "compile_model",
-    "run",
-    "run_scenarios",
-    "load_scenario",
-    "list_scenarios",
-    "save",
-    "load_result",
-    "CompiledModel",
-    "Element",
-    "Scenario",
-    "CrisisError",
-    "ModelCompileError",
-    "ModelFileError",
-    "OutputError",
-    "ParameterError",
-    "ScenarioError",
-    "SimulationError",
-    "NonFiniteWarning",
-]
+_EXPORTS = {
+    "compile_model": "compiler",
+    "CompiledModel": "compiler",
+    "Element": "compiler",
+    "run": "runner",
+    "run_scenarios": "runner",
+    "NonFiniteWarning": "runner",
+    "load_scenario": "scenarios",
+    "list_scenarios": "scenarios",
+    "Scenario": "scenarios",
+    "save": "results",
+    "load_result": "results",
+    "CrisisError": "errors",
+    "ModelCompileError": "errors",
+    "ModelFileError": "errors",
+    "OutputError": "errors",
+    "ParameterError": "errors",
+    "ScenarioError": "errors",
+    "SimulationError": "errors",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pysd_runner' has no attribute '{name}'")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
