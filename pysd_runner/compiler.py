@@ -272,7 +272,7 @@ def _describe_parse_failure(source: Path, copy: Path, suffix: str, exc: Exceptio
     """Name the element (and line) of ``source`` that PySD failed to parse."""
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if SUPPORTED_EXTENSIONS[suffix] != "vensim":
-        return f"model file '{source}' could not be translated by PySD: {detail}"
+        return _describe_xmile_failure(source, copy, detail)
     from pysd.translators.vensim.vensim_file import VensimFile
 
     try:
@@ -301,6 +301,29 @@ def _describe_parse_failure(source: Path, copy: Path, suffix: str, exc: Exceptio
                     f"model file '{source}'{where}: the equation of '{lhs}' does not parse "
                     f"({reason}). Equation: {element.equation.strip()[:200]}"
                 )
+    return f"model file '{source}' could not be translated by PySD: {detail}"
+
+
+def _describe_xmile_failure(source: Path, copy: Path, detail: str) -> str:
+    """Name the XMILE element (and its line in the file) that PySD failed to parse."""
+    from pysd.translators.xmile.xmile_file import XmileFile
+
+    try:
+        xfile = XmileFile(copy)
+        xfile.parse(parse_all=False)
+        for section in xfile.sections:
+            section.parse(parse_all=False)
+            for component in section.components:
+                try:
+                    component.parse(section.behaviors)
+                except Exception as inner:
+                    line = getattr(component.node, "sourceline", None)
+                    where = f", line {line}" if line else ""
+                    reason = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+                    return f"model file '{source}'{where}: the equation of '{component.name}' does not parse ({reason})"
+    except Exception as inner:
+        first = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+        return f"model file '{source}' is not a readable XMILE file: {first}"
     return f"model file '{source}' could not be translated by PySD: {detail}"
 
 

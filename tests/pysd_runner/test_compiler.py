@@ -103,3 +103,29 @@ def test_unsupported_functions_list_every_element():
 
 def test_no_translation_left_beside_fixtures():
     assert not list(FIXTURES.glob("*.py"))
+
+
+def test_xmile_models_compile_and_run():
+    from pysd_runner import run
+
+    model = compile_model(FIXTURES / "cooling.xmile")
+    assert [s.name for s in model.stocks] == ["Coffee Temperature"]
+    assert model.elements["cooling_time"].kind == "constant"
+    ds = run(model, {"cooling time": 4}, saveper=0.125)
+    # Euler by hand: T_n - 20 = 70 (1 - dt/4)^n.
+    n = (ds["time"].values / 0.125).round()
+    import numpy as np
+
+    np.testing.assert_allclose(ds["coffee_temperature"], 20 + 70 * (1 - 0.125 / 4) ** n, rtol=1e-12)
+    assert ds["coffee_temperature"].attrs["units"] == "Celsius"
+
+
+def test_malformed_xmile_names_element_and_line(tmp_path):
+    bad = tmp_path / "bad.xmile"
+    bad.write_text((FIXTURES / "cooling.xmile").read_text().replace("<eqn>20</eqn>", "<eqn>(20</eqn>"))
+    with pytest.raises(ModelCompileError, match=r"bad\.xmile', line \d+: the equation of 'Room Temperature' does not parse"):
+        compile_model(bad)
+    broken = tmp_path / "broken.xmile"
+    broken.write_text("<xmile><model>")
+    with pytest.raises(ModelCompileError, match=r"broken\.xmile"):
+        compile_model(broken)
