@@ -23,6 +23,8 @@ from .scenarios import Scenario, load_scenario
 __all__ = ["run", "run_scenarios", "NonFiniteWarning"]
 
 SETTABLE = ("constant",)
+#: Seconds a run must last before its progress bar appears (short runs stay quiet).
+PROGRESS_DELAY = 1.0
 
 
 class NonFiniteWarning(UserWarning):
@@ -330,7 +332,7 @@ def _simulate(model, merged, settings, outputs, errors, progress):
     clock = pysd_model.time
     from tqdm.auto import tqdm
 
-    with tqdm(total=n_steps, disable=not progress, file=sys.stderr, delay=1.0,
+    with tqdm(total=n_steps, disable=not progress, file=sys.stderr, delay=PROGRESS_DELAY,
               unit="step", desc=model.name, leave=False) as bar, np.errstate(all="ignore"):
         try:
             integration.integrate(bar)

@@ -147,3 +147,14 @@ def test_every_scenario_runs(goodwin):
         ds = run(goodwin, scenario=name, variables=["wage_share", "employment_rate"])
         assert ((ds["wage_share"] > 0) & (ds["wage_share"] < 1)).all()
         assert ((ds["employment_rate"] > 0) & (ds["employment_rate"] < 1)).all()
+
+
+def test_model_file_carries_a_sketch_with_every_stock():
+    """The .mdl opens as a diagram in Vensim: a sketch section with a view showing each stock."""
+    text = (MODELS / "goodwin" / "goodwin.mdl").read_text()
+    head, sep, sketch = text.partition("\\\\\\---/// Sketch information")
+    assert sep, "no sketch section"
+    assert "*View 1" in sketch and "V300" in sketch
+    names = {line.split(",")[2] for line in sketch.splitlines() if line.startswith("10,")}
+    for stock in ("wage share", "employment rate"):
+        assert stock in names

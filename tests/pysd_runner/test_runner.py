@@ -280,3 +280,15 @@ def test_save_rejects_unknown_format(population, tmp_path):
 
     with pytest.raises(OutputError, match=r"extension '\.xlsx'; allowed: \.nc, \.csv"):
         save(run(population), tmp_path / "run.xlsx")
+
+
+def test_progress_bar_goes_to_stderr(population, capsys, monkeypatch):
+    import pysd_runner.runner as runner
+
+    monkeypatch.setattr(runner, "PROGRESS_DELAY", 0)
+    run(population, progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "population:" in captured.err and "/40 " in captured.err
+    run(population)
+    assert capsys.readouterr().err == ""
