@@ -4,7 +4,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test benchmark clean
+.PHONY: demo report test benchmark clean
+
+# The demo's model, its runs, and the lever grid behind the report's sliders.
+DEMO_MODEL ?= models/goodwin/goodwin.mdl
+DEMO_RUNS ?= out/goodwin.nc
+DEMO_GRID ?= out/goodwin-grid.nc
+DEMO_LEVERS ?= --lever "phillips slope=1:1.5" --lever "phillips intercept=1:1.3"
+DEMO_GRID_VARS ?= wage_share,employment_rate,profit_rate
+
+# `make report RUNS=runs.nc [GRID=grid.nc] [REPORT=out/report.html]`: the HTML report.
+RUNS ?= $(DEMO_RUNS)
+GRID ?=
+REPORT ?= out/report.html
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +31,20 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/crisis run models/goodwin/goodwin.mdl --all-scenarios --output out/goodwin.nc
+	$(BIN)/crisis run $(DEMO_MODEL) --all-scenarios --output $(DEMO_RUNS)
+	$(BIN)/crisis grid $(DEMO_MODEL) $(DEMO_LEVERS) --all-scenarios --vars $(DEMO_GRID_VARS) --output $(DEMO_GRID)
+	@$(MAKE) --no-print-directory report RUNS=$(DEMO_RUNS) GRID=$(DEMO_GRID) REPORT=$(REPORT)
+
+report: $(VENV)/.installed
+	$(BIN)/crisis report --runs $(RUNS) $(if $(GRID),--grid $(GRID)) --output $(REPORT)
+	@echo "Open $(abspath $(REPORT))"
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# Speed measurements (not tests): tables on stdout, JSON under out/benchmarks/.
+benchmark: $(VENV)/.installed-test
+	$(BIN)/python -m tests.benchmarks.dashboards
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -14,6 +14,9 @@ import click
 COMMANDS = {
     "info": "pysd_runner.commands:info",
     "run": "pysd_runner.commands:run_command",
+    "report": "dashboards.commands:report",
+    "grid": "dashboards.commands:grid",
+    "app": "dashboards.commands:app",
 }
 
 

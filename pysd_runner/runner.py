@@ -10,6 +10,7 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from numbers import Real
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -411,7 +412,7 @@ def _element_in_traceback(model: CompiledModel, exc: BaseException) -> str | Non
     tb = exc.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
-        if code.co_filename == str(model.py_file) and code.co_name in model.elements:
+        if Path(code.co_filename).parent == model.py_file.parent and code.co_name in model.elements:
             found = model.elements[code.co_name].name
         tb = tb.tb_next
     return found

@@ -1,0 +1,420 @@
+"""A self-contained interactive HTML report: one file, plotly.js inline, no server, no network.
+
+The report is written for readers: open it in a browser, offline, and explore. It holds
+
+- crisis trajectories in sector panels, with a scenario selector (show or hide scenarios);
+- a scenario comparison (differences from the first scenario) when there are several;
+- a phase portrait (employment rate against wage share) when both variables exist;
+- sliders over a precomputed lever grid (:func:`dashboards.grid.build_lever_grid`): the
+  grid's runs are embedded as base64 float32 arrays and plain JavaScript swaps the plotted
+  values when a slider moves;
+- fit against data, ensemble fan charts, sensitivity indices and loop dominance, each
+  only when its input is given;
+- a searchable table of variables with units and documentation.
+
+Every model-provided string is escaped: text in HTML with :func:`html.escape`, data in
+``<script type="application/json">`` blocks as JSON in which ``<``, ``>`` and ``&`` are
+written as ``\\u003c``, ``\\u003e`` and ``\\u0026`` (so ``</script>`` can never close the
+block), and labels inside figures escaped for Plotly's HTML-like text. A Content Security
+Policy forbids the page any network request.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import xarray as xr
+
+from . import figures
+from .errors import DashboardInputError
+
+__all__ = ["build_report", "write_report", "load_dataset", "PANELS"]
+
+#: Panel ids in page order, with their headings. A panel appears only when its input exists.
+PANELS = {
+    "trajectories": "Crisis trajectories",
+    "comparison": "Scenario comparison",
+    "phase": "Phase portrait",
+    "grid": "Levers",
+    "fit": "Fit against data",
+    "ensemble": "Uncertainty: ensemble fan charts",
+    "sensitivity": "Sensitivity",
+    "loops": "Loop dominance",
+    "variables": "Variables",
+}
+
+_INTRO = {
+    "trajectories": "Each panel is a sector of the model; each colour a scenario. Tick scenarios above to show or hide them.",
+    "comparison": "Each scenario's trajectory (left) and its difference from the first scenario (right).",
+    "phase": "The orbit of the economy in the plane of two variables; the dot marks where each run starts.",
+    "grid": "Move the sliders to see the runs of a precomputed grid of lever values.",
+    "fit": "Model against observed data, with the uncertainty band; the shaded window was held out of the fit.",
+    "ensemble": "Percentile bands over the members of an ensemble run.",
+    "sensitivity": "How much of each output's variance (Sobol) or change (Morris) each parameter accounts for.",
+    "loops": "Relative loop scores (Loops That Matter): which feedback loop dominates the behaviour when.",
+    "variables": "Every variable of the runs with its units and documentation. Type to filter.",
+}
+
+_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "img-src data: blob:; font-src data:; connect-src 'none'")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2430;background:#f6f7fb}
+header{background:#1f2a44;color:#fff;padding:1.2rem 2rem}
+header h1{margin:0 0 .3rem;font-size:1.6rem}
+header p{margin:.2rem 0;font-size:.85rem;opacity:.85;word-break:break-all}
+main{max-width:1200px;margin:0 auto;padding:1rem 2rem 3rem}
+section.panel{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);margin:1.2rem 0;padding:1rem 1.2rem}
+section.panel h2{margin:.2rem 0 .4rem;font-size:1.25rem}
+.intro{color:#4a5060;margin:.2rem 0 .8rem}
+#scenario-selector label{margin-right:1.2rem;white-space:nowrap}
+#scenario-selector dl{margin:.6rem 0 0}
+#scenario-selector dt{font-weight:600}
+#scenario-selector dd{margin:0 0 .5rem 1rem;color:#4a5060}
+.controls{display:flex;flex-wrap:wrap;gap:1rem 2rem;align-items:center;margin-bottom:.6rem}
+.controls label{display:flex;gap:.5rem;align-items:center}
+.controls input[type=range]{width:220px}
+#grid-status{color:#b00020;min-height:1.2em}
+#table-search{width:100%;max-width:420px;padding:.4rem;font-size:1rem}
+"""
+
+_SCRIPT = r"""
+(function () {
+  "use strict";
+  var config = {responsive: true, displaylogo: false};
+  function readJSON(id) { return JSON.parse(document.getElementById(id).textContent); }
+  function escapeText(s) {
+    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+  var pending = [];
+  var plotDivs = Array.prototype.slice.call(document.querySelectorAll("[data-figure]"));
+  plotDivs.forEach(function (div) {
+    var spec = readJSON(div.getAttribute("data-figure"));
+    pending.push(Plotly.newPlot(div, spec.data, spec.layout, config));
+  });
+
+  // Scenario selector: show or hide the traces whose meta.scenario is (un)ticked.
+  var toggles = Array.prototype.slice.call(document.querySelectorAll("input.scenario-toggle"));
+  function applyScenarios() {
+    var shown = {};
+    toggles.forEach(function (t) { shown[t.value] = t.checked; });
+    plotDivs.forEach(function (div) {
+      if (div.getAttribute("data-scenario-aware") !== "true" || !div.data) { return; }
+      var visible = div.data.map(function (trace) {
+        var s = trace.meta && trace.meta.scenario;
+        return (s === undefined || shown[s] !== false) ? true : false;
+      });
+      Plotly.restyle(div, {visible: visible});
+    });
+  }
+  toggles.forEach(function (t) { t.addEventListener("change", applyScenarios); });
+
+  // Lever grid: swap the plotted runs when a slider or the grid's scenario changes.
+  var gridElement = document.getElementById("grid-data");
+  if (gridElement) {
+    var grid = JSON.parse(gridElement.textContent);
+    var arrays = {};
+    grid.variables.forEach(function (name) {
+      var binary = atob(grid.data[name]);
+      var bytes = new Uint8Array(binary.length);
+      for (var i = 0; i < binary.length; i++) { bytes[i] = binary.charCodeAt(i); }
+      arrays[name] = new Float32Array(bytes.buffer);
+    });
+    var gridDiv = document.getElementById("plot-grid");
+    var sliders = grid.levers.map(function (lever, k) { return document.getElementById("lever-" + k); });
+    var scenarioSelect = document.getElementById("grid-scenario");
+    var status = document.getElementById("grid-status");
+    var nTime = grid.shape[grid.shape.length - 1];
+    window.updateGrid = function () {
+      var flat = scenarioSelect ? scenarioSelect.selectedIndex : 0;
+      var title = [];
+      grid.levers.forEach(function (lever, k) {
+        var index = parseInt(sliders[k].value, 10);
+        flat = flat * lever.values.length + index;
+        document.getElementById("lever-" + k + "-value").textContent = String(lever.values[index]);
+        title.push(lever.plotly_label + " = " + String(lever.values[index]));
+      });
+      var ys = grid.variables.map(function (name) {
+        return Array.prototype.slice.call(arrays[name].subarray(flat * nTime, (flat + 1) * nTime));
+      });
+      status.textContent = grid.ok[flat] ? "" : "This run did not stay finite: no values to show.";
+      Plotly.update(gridDiv, {y: ys}, {"title.text": title.join(", ")},
+                    grid.variables.map(function (_, i) { return i; }));
+    };
+    sliders.forEach(function (s) { s.addEventListener("input", window.updateGrid); });
+    if (scenarioSelect) { scenarioSelect.addEventListener("change", window.updateGrid); }
+  }
+
+  // Variable table: filter the records by every word typed.
+  var search = document.getElementById("table-search");
+  if (search) {
+    var records = readJSON("table-data");
+    var columns = readJSON("table-columns");
+    var tableDiv = document.getElementById("plot-variables");
+    search.addEventListener("input", function () {
+      var words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+      var rows = records.filter(function (r) {
+        var text = columns.map(function (c) { return r[c]; }).join(" ").toLowerCase();
+        return words.every(function (w) { return text.indexOf(w) >= 0; });
+      });
+      var cells = columns.map(function (c) { return rows.map(function (r) { return escapeText(r[c]); }); });
+      Plotly.update(tableDiv, {"cells.values": [cells]}, {"title.text": "Variables (" + rows.length + ")"}, [0]);
+    });
+  }
+
+  Promise.all(pending).then(function () {
+    document.body.setAttribute("data-ready", "true");
+  });
+})();
+"""
+
+
+# --------------------------------------------------------------------------- inputs
+
+def load_dataset(source: xr.Dataset | str | os.PathLike, what: str) -> xr.Dataset:
+    """A Dataset as given, or read from a netCDF file (with a message naming ``what``)."""
+    if isinstance(source, xr.Dataset):
+        return source
+    from pysd_runner import load_result
+
+    try:
+        return load_result(source)
+    except Exception as exc:  # OutputError from pysd_runner: name which input it was
+        raise DashboardInputError(f"{what}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- escaping
+
+def _text(value: Any) -> str:
+    """Escape a string for HTML text and attribute values."""
+    return html.escape(str(value), quote=True)
+
+
+def _script_json(text: str) -> str:
+    """Make JSON text safe inside a ``<script>`` block: no ``<``, ``>`` or ``&`` characters."""
+    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _json_block(element_id: str, payload: Any) -> str:
+    text = payload if isinstance(payload, str) else json.dumps(payload, allow_nan=False, separators=(",", ":"))
+    return f'<script type="application/json" id="{_text(element_id)}">{_script_json(text)}</script>'
+
+
+# --------------------------------------------------------------------------- panels
+
+class _Panel:
+    def __init__(self, key: str, body: str, blocks: Sequence[str] = ()):
+        self.key, self.body, self.blocks = key, body, list(blocks)
+
+    def html(self) -> str:
+        return (f'<section class="panel" id="panel-{self.key}" data-panel="{self.key}">'
+                f'<h2>{_text(PANELS[self.key])}</h2><p class="intro">{_text(_INTRO[self.key])}</p>'
+                f"{self.body}</section>")
+
+
+def _figure_panel(key: str, fig: go.Figure, *, scenario_aware: bool = False, before: str = "") -> _Panel:
+    block_id = f"fig-{key}"
+    aware = ' data-scenario-aware="true"' if scenario_aware else ""
+    body = f'{before}<div class="plot" id="plot-{key}" data-figure="{block_id}"{aware}></div>'
+    return _Panel(key, body, [_json_block(block_id, fig.to_json())])
+
+
+def _grid_panel(grid: xr.Dataset) -> _Panel:
+    levers = figures.grid_levers(grid)
+    variables = figures.grid_variables(grid)
+    if not variables:
+        raise DashboardInputError("the lever grid has no variable along its levers and time")
+    order = (["scenario"] if "scenario" in grid.dims else []) + levers + ["time"]
+    shape = [grid.sizes[d] for d in order]
+    data = {}
+    for name in variables:
+        # float32: display precision for the browser, half the size of float64.
+        values = np.asarray(grid[name].transpose(*order).values, dtype="<f4")
+        data[name] = base64.b64encode(values.tobytes()).decode("ascii")
+    if "ok" in grid:
+        ok = np.asarray(grid["ok"].transpose(*order[:-1]).values, dtype=bool).ravel().tolist()
+    else:
+        ok = [True] * int(np.prod(shape[:-1]))
+    lever_specs = []
+    controls = []
+    for k, lever in enumerate(levers):
+        values = [float(v) for v in grid[lever].values]
+        label = figures.long_name(grid[lever], lever)
+        unit = figures.units(grid[lever])
+        mid = len(values) // 2
+        lever_specs.append({"name": lever, "values": values, "plotly_label": html.escape(label, quote=False)})
+        title = _text(grid[lever].attrs.get("comment", ""))
+        controls.append(
+            f'<label title="{title}">{_text(label)}{f" ({_text(unit)})" if unit else ""}'
+            f'<input type="range" id="lever-{k}" min="0" max="{len(values) - 1}" step="1" value="{mid}" '
+            f'aria-label="{_text(label)}"><output id="lever-{k}-value">{values[mid]:g}</output></label>'
+        )
+    scenarios = [str(s) for s in grid["scenario"].values] if "scenario" in grid.dims else []
+    select = ""
+    if scenarios:
+        options = "".join(f'<option value="{_text(s)}">{_text(s)}</option>' for s in scenarios)
+        select = f'<label>Scenario <select id="grid-scenario">{options}</select></label>'
+    payload = {"levers": lever_specs, "variables": variables, "shape": shape, "data": data, "ok": ok,
+               "scenarios": scenarios}
+    fig = figures.lever_grid_figure(grid, scenario=scenarios[0] if scenarios else None)
+    before = f'<div class="controls">{select}{"".join(controls)}</div><p id="grid-status" role="status"></p>'
+    panel = _figure_panel("grid", fig, before=before)
+    panel.blocks.append(_json_block("grid-data", payload))
+    return panel
+
+
+def _table_panel(runs: xr.Dataset) -> _Panel:
+    records = figures.variable_records(runs)
+    fig = figures.variable_table(runs)
+    before = ('<input type="search" id="table-search" placeholder="Search variables, units, documentation" '
+              'aria-label="Search variables">')
+    panel = _figure_panel("variables", fig, before=before)
+    panel.blocks.append(_json_block("table-data", records))
+    panel.blocks.append(_json_block("table-columns", [key for key, _ in figures.TABLE_COLUMNS]))
+    return panel
+
+
+def _scenario_selector(runs: xr.Dataset) -> str:
+    names = figures.scenario_names(runs)
+    if "scenario_description" in runs.coords:
+        descriptions = [str(d) for d in runs["scenario_description"].values]
+    else:
+        descriptions = [str(runs.attrs.get("scenario_description", ""))] * len(names)
+    toggles = ""
+    if len(names) > 1:
+        toggles = "".join(
+            f'<label><input type="checkbox" class="scenario-toggle" value="{_text(n)}" checked> {_text(n)}</label>'
+            for n in names
+        )
+        toggles = f'<div class="controls" role="group" aria-label="Scenarios">{toggles}</div>'
+    described = "".join(f"<dt>{_text(n)}</dt><dd>{_text(d)}</dd>" for n, d in zip(names, descriptions) if d)
+    listing = f"<dl>{described}</dl>" if described else ""
+    return f'<section class="panel" id="scenario-selector"><h2>Scenarios</h2>{toggles}{listing}</section>'
+
+
+def _header(runs: xr.Dataset, title: str) -> str:
+    attrs = runs.attrs
+    facts = []
+    for key, label in (("model_file", "Model file"), ("model_sha256", "sha256"), ("pysd_version", "PySD"),
+                       ("toolkit_version", "crisis-dynamics"), ("created_utc", "Runs created")):
+        if attrs.get(key) not in (None, ""):
+            facts.append(f"{_text(label)}: {_text(attrs[key])}")
+    settings = [f"{k.replace('_', ' ')} {attrs[k]:g}" for k in ("initial_time", "final_time", "time_step", "saveper")
+                if isinstance(attrs.get(k), (int, float, np.number))]
+    line = f"<p>{' · '.join(facts)}</p>" if facts else ""
+    timing = f"<p>{_text(', '.join(settings))}</p>" if settings else ""
+    return f"<header><h1>{_text(title)}</h1>{line}{timing}</header>"
+
+
+# --------------------------------------------------------------------------- the report
+
+def build_report(
+    runs: xr.Dataset | str | os.PathLike,
+    *,
+    fit: xr.Dataset | str | os.PathLike | None = None,
+    ensemble: xr.Dataset | str | os.PathLike | None = None,
+    loops: xr.Dataset | str | os.PathLike | None = None,
+    grid: xr.Dataset | str | os.PathLike | None = None,
+    sensitivity: xr.Dataset | str | os.PathLike | None = None,
+    panels: Mapping[str, Sequence[str]] | None = None,
+    title: str | None = None,
+) -> str:
+    """Build the self-contained HTML report as a string.
+
+    Parameters
+    ----------
+    runs : Dataset or path to netCDF
+        Run results (``crisis run``), one run or several scenarios along ``scenario``.
+    fit, ensemble, loops, grid, sensitivity : Dataset or path, optional
+        Each adds its panel: a fit result (see :func:`dashboards.figures.fit_figure`), an
+        ensemble (dim ``run``), loop dominance (dims ``time``, ``loop``), a lever grid
+        (:func:`dashboards.grid.build_lever_grid`), sensitivity indices (dim ``param``).
+    panels : mapping, optional
+        Panel title -> variables for the trajectory figure (default
+        :func:`dashboards.figures.sector_panels`).
+    title : str, optional
+        Page title (default from the model name).
+
+    Returns
+    -------
+    str
+        The HTML page, with plotly.js inline; it makes no network request when opened.
+
+    Examples
+    --------
+    >>> html_text = build_report("out/goodwin.nc")  # doctest: +SKIP
+    """
+    import plotly.offline
+
+    runs = load_dataset(runs, "runs")
+    if "time" not in runs.dims:
+        raise DashboardInputError(f"runs: the Dataset has no 'time' dim; dims are {list(runs.dims)}")
+    model_name = str(runs.attrs.get("model_name") or "model")
+    title = title if title is not None else f"Crisis dynamics: {model_name}"
+    sections: list[_Panel] = []
+    layout = figures.sector_panels(runs, panels)
+    sections.append(_figure_panel("trajectories", figures.trajectories(runs, layout, title=""), scenario_aware=True))
+    if len(figures.scenario_names(runs)) > 1 and "scenario" in runs.dims:
+        sections.append(_figure_panel("comparison", figures.scenario_comparison(runs, [v[0] for v in layout.values()]),
+                                      scenario_aware=True))
+    if "employment_rate" in runs and "wage_share" in runs:
+        sections.append(_figure_panel("phase", figures.phase_portrait(runs), scenario_aware=True))
+    if grid is not None:
+        sections.append(_grid_panel(load_dataset(grid, "grid")))
+    if fit is not None:
+        sections.append(_figure_panel("fit", figures.fit_figure(load_dataset(fit, "fit"))))
+    if ensemble is not None:
+        sections.append(_figure_panel("ensemble", figures.fan_chart(load_dataset(ensemble, "ensemble"))))
+    if sensitivity is not None:
+        sections.append(_figure_panel("sensitivity", figures.sensitivity_bars(load_dataset(sensitivity, "sensitivity"))))
+    if loops is not None:
+        sections.append(_figure_panel("loops", figures.loop_dominance(load_dataset(loops, "loops"))))
+    sections.append(_table_panel(runs))
+
+    body = "".join(s.html() for s in sections)
+    blocks = "".join(b for s in sections for b in s.blocks)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_text(title)}</title><style>{_CSS}</style>"
+        f"<script>{plotly.offline.get_plotlyjs()}</script></head>"
+        f"<body>{_header(runs, title)}<main>"
+        "<noscript><p>This report needs JavaScript to draw its figures.</p></noscript>"
+        f"{_scenario_selector(runs)}{body}</main>{blocks}<script>{_SCRIPT}</script></body></html>\n"
+    )
+
+
+def write_report(path: str | os.PathLike, runs: xr.Dataset | str | os.PathLike, **options: Any) -> Path:
+    """Build the report (see :func:`build_report`) and write it atomically to ``path``."""
+    target = Path(path).expanduser()
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise DashboardInputError(f"report file '{target}' must end in .html; got '{target.suffix}'")
+    if target.is_dir():
+        raise DashboardInputError(f"report output '{target}' is a folder; give a file name ending in .html")
+    text = build_report(runs, **options)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        # mkstemp creates the file readable by its owner only; a report is for readers.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,487 @@
+"""Ensembles: many members of one model in one vectorised pass, in chunks, locally or on Dask.
+
+Each varied constant becomes a numpy array with one value per member, and the vectorised
+copy of PySD's generated module (:mod:`pysd_runner.vectorize`) integrates all members at
+once. Outputs are read only for the requested variables at the save period, straight into
+arrays. Members that go non-finite are flagged in ``ok`` and never affect the others.
+Models (or chunks) that cannot run as arrays fall back to member-by-member runs with a
+:class:`VectorisationWarning` naming the element, so results are never wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .compiler import CompiledModel, compile_model
+from .errors import CrisisError, ParameterError, ScenarioError, SimulationError
+from .runner import (
+    _check_seed,
+    _element_in_traceback,
+    _normalise_params,
+    _output_elements,
+    _provenance,
+    _time_settings,
+    _to_pysd,
+    run,
+)
+from .scenarios import load_scenario
+from .vectorize import vector_module, vectorisation_blockers
+
+__all__ = ["run_ensemble", "VectorisationWarning", "ExecutorError"]
+
+#: Default bound on members x save times x variables x 8 bytes held at once.
+DEFAULT_MAX_BYTES = 512 * 2**20
+
+
+class VectorisationWarning(UserWarning):
+    """Some members were run one by one because an element cannot run on member arrays."""
+
+
+class ExecutorError(CrisisError):
+    """The executor (e.g. a Dask scheduler) cannot be reached or failed."""
+
+
+# --------------------------------------------------------------------------- samples
+
+def _normalise_samples(model: CompiledModel, samples: Any, check_ranges: bool) -> dict[str, np.ndarray]:
+    """Samples as {python name: float array (n,)}, validated against the model."""
+    if isinstance(samples, xr.Dataset):
+        if len(samples.dims) != 1:
+            raise ParameterError(
+                f"a samples Dataset must have exactly one dim (the members); got dims {dict(samples.sizes)}"
+            )
+        columns = {name: samples[name].values for name in samples.data_vars}
+    elif isinstance(samples, pd.DataFrame):
+        columns = {str(name): samples[name].to_numpy() for name in samples.columns}
+    elif isinstance(samples, Mapping):
+        columns = dict(samples)
+    else:
+        raise ParameterError(
+            "samples must be a pandas DataFrame, a mapping of parameter name to array, or an "
+            f"xarray Dataset with one dim; got {type(samples).__name__}"
+        )
+    if not columns:
+        raise ParameterError("samples are empty: give at least one parameter with at least one value")
+    resolved: dict[str, np.ndarray] = {}
+    size = None
+    for name, values in columns.items():
+        element = model.resolve(name, kinds=("constant",), role="parameter")
+        try:
+            array = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise ParameterError(f"samples of '{element.name}' must be numbers; got {values!r:.80}") from None
+        if array.ndim != 1:
+            raise ParameterError(
+                f"samples of '{element.name}' must be one value per member (1-D); got shape {array.shape}"
+            )
+        if size is None:
+            size = array.size
+        elif array.size != size:
+            raise ParameterError(
+                f"every parameter needs one value per member: '{element.name}' has {array.size} values, "
+                f"the others {size}"
+            )
+        if array.size == 0:
+            raise ParameterError(f"samples are empty: '{element.name}' has no values")
+        bad = ~np.isfinite(array)
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise ParameterError(f"samples of '{element.name}' must be finite; member {first} is {array[first]}")
+        if check_ranges:
+            lo, hi = element.limits
+            outside = np.zeros(array.size, bool)
+            if lo is not None:
+                outside |= array < lo
+            if hi is not None:
+                outside |= array > hi
+            if outside.any():
+                first = int(np.argmax(outside))
+                raise ParameterError(
+                    f"{int(outside.sum())} of {array.size} samples of '{element.name}' are outside its Vensim "
+                    f"range {element.range_text} (member {first} is {array[first]:g}); sample within the "
+                    "range or pass check_ranges=False"
+                )
+        if element.py_name in resolved:
+            raise ParameterError(f"'{element.name}' is given twice in the samples")
+        resolved[element.py_name] = array
+    return resolved
+
+
+# --------------------------------------------------------------------------- one chunk
+
+@dataclass
+class _ChunkResult:
+    times: np.ndarray
+    values: dict[str, np.ndarray]  # name -> (members, times)
+    ok: np.ndarray
+    notes: list[str]
+    mode: str
+    subscripts: dict[str, dict[str, np.ndarray]] | None = None  # name -> {dim: coords}
+
+
+def _save_times(settings: dict[str, float]) -> int:
+    span = settings["final_time"] - settings["initial_time"]
+    return int(math.floor(span / settings["saveper"] + 1e-9)) + 1
+
+
+def _run_vectorised(model: CompiledModel, members: dict[str, np.ndarray], fixed: dict[str, Any],
+                    settings: dict[str, float], outputs: list[str]) -> _ChunkResult:
+    import pysd
+
+    n = len(next(iter(members.values())))
+    pysd_model = pysd.load(str(vector_module(model)), initialize=False)
+    pysd_model._stepper_mode = False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Replacing a constant value with")
+        # Member arrays enter as callables; PySD would then treat them as time-dependent,
+        # so their dependencies are reset to none: they stay constants with a run cache.
+        pysd_model.set_components({name: (lambda a=array: a) for name, array in members.items()})
+        for name in members:
+            pysd_model._dependencies[name] = {}
+        pysd_model._config_simulation(
+            {k: _to_pysd(v) for k, v in fixed.items()} or None, outputs, None, "original",
+            settings["final_time"], settings["time_step"], settings["saveper"], True, progress=False,
+        )
+    getters = [(name, getattr(pysd_model.components, name)) for name in outputs]
+    capacity = _save_times(settings) + 1
+    store = {name: np.empty((capacity, n)) for name in outputs}
+    times = np.empty(capacity)
+    clock = pysd_model.time
+    k = 0
+
+    def record():
+        nonlocal k
+        times[k] = clock.round()
+        for name, getter in getters:
+            store[name][k] = getter()
+        k += 1
+
+    statefuls = list(pysd_model._dynamicstateful_elements)
+
+    def euler_step():
+        # PySD's _euler_step packs states into one object array, which numpy turns into a
+        # 2-D array when every state is a member array; step each stateful on its own.
+        dt = clock.time_step()
+        slopes = [stateful.ddt() for stateful in statefuls]
+        for stateful, slope in zip(statefuls, slopes):
+            stateful.update(stateful.state + slope * dt)
+        clock.update(clock() + dt)
+        pysd_model.clean_caches()
+
+    with np.errstate(all="ignore"):
+        while clock.in_bounds():
+            if clock.in_return():
+                record()
+            euler_step()
+        if clock.in_return():
+            record()
+        ok = np.ones(n, bool)
+        for name in outputs:
+            ok &= np.isfinite(store[name][:k]).all(axis=0)
+        for stateful in statefuls:
+            state = np.asarray(stateful.state, dtype=float)
+            ok &= np.isfinite(np.broadcast_to(state, np.broadcast_shapes(state.shape, (n,)))).reshape(-1, n).all(axis=0)
+    values = {name: np.ascontiguousarray(store[name][:k].T) for name in outputs}
+    return _ChunkResult(times[:k].copy(), values, ok, [], "vectorised")
+
+
+def _run_one_by_one(model: CompiledModel, members: dict[str, np.ndarray], fixed: dict[str, Any],
+                    settings: dict[str, float], outputs: list[str], seeds: np.ndarray | None) -> _ChunkResult:
+    n = len(next(iter(members.values())))
+    n_times = _save_times(settings)
+    values: dict[str, np.ndarray] = {}
+    subscripts: dict[str, dict[str, np.ndarray]] = {}
+    ok = np.zeros(n, bool)
+    times = None
+    notes = []
+    for i in range(n):
+        params = {**fixed, **{name: float(array[i]) for name, array in members.items()}}
+        params = {k: ({"time": v[0], "value": v[1]} if isinstance(v, tuple) else v) for k, v in params.items()}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = run(model, params, final_time=settings["final_time"], time_step=settings["time_step"],
+                         saveper=settings["saveper"], variables=outputs, errors="warn", check_ranges=False,
+                         seed=None if seeds is None else int(seeds[i]))
+        except SimulationError as exc:
+            notes.append(f"member {i}: {exc}")
+            continue
+        times = ds["time"].values if times is None else times
+        finite = True
+        for name in outputs:
+            da = ds[name]
+            if name not in values:
+                subscripts[name] = {d: da[d].values for d in da.dims[1:]}
+                values[name] = np.full((n, n_times, *da.shape[1:]), np.nan)
+            row = da.values[:n_times]
+            values[name][i, : row.shape[0]] = row
+            finite &= bool(np.isfinite(row).all())
+        ok[i] = finite
+    if times is None:
+        times = settings["initial_time"] + settings["saveper"] * np.arange(n_times)
+    for name in outputs:  # every member failed: no shapes known, keep time-only NaNs
+        values.setdefault(name, np.full((n, n_times), np.nan))
+    return _ChunkResult(np.asarray(times, float)[:n_times], values, ok, notes, "member-by-member", subscripts)
+
+
+def _run_chunk(model: CompiledModel, members, fixed, settings, outputs, blockers, seeds) -> _ChunkResult:
+    if blockers:
+        return _run_one_by_one(model, members, fixed, settings, outputs, seeds)
+    try:
+        return _run_vectorised(model, members, fixed, settings, outputs)
+    except (TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError, OverflowError) as exc:
+        element = _element_in_traceback(model, exc) or "an element"
+        result = _run_one_by_one(model, members, fixed, settings, outputs, seeds)
+        result.notes.insert(0, f"'{element}' cannot run on member arrays ({type(exc).__name__}: {exc}); "
+                               f"ran these {len(result.ok)} members one by one")
+        return result
+
+
+def _chunk_task(model_path: str, sha256: str, members, fixed, settings, outputs, blockers, seeds) -> _ChunkResult:
+    """What a Dask worker runs: compile the model from its file, then one chunk."""
+    model = compile_model(model_path)
+    if model.sha256 != sha256:
+        raise ExecutorError(
+            f"model file '{model_path}' changed while the ensemble ran (sha256 {model.sha256[:12]} on the "
+            f"worker, {sha256[:12]} on the client)"
+        )
+    return _run_chunk(model, members, fixed, settings, outputs, blockers, seeds)
+
+
+# --------------------------------------------------------------------------- executors
+
+def _connect(executor: Any):
+    """A dask.distributed Client for 'local:N', 'tcp://host:port' or a Client; and whether we own it."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ExecutorError(
+            "the Dask executor needs the 'distributed' package: pip install 'crisis-dynamics[dask]'"
+        ) from None
+    if isinstance(executor, Client):
+        return executor, False
+    if not isinstance(executor, str):
+        raise ExecutorError(
+            f"executor must be None, 'local:N', 'tcp://host:port' or a dask Client; got {executor!r}"
+        )
+    if executor.startswith("local:"):
+        count = executor.partition(":")[2]
+        if not count.isdigit() or int(count) < 1:
+            raise ExecutorError(f"executor 'local:N' needs a positive number of workers; got {executor!r}")
+        cluster = LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None)
+        return Client(cluster), True
+    if executor.startswith("tcp://"):
+        try:
+            return Client(executor, timeout=5), True
+        except (OSError, TimeoutError) as exc:
+            raise ExecutorError(f"cannot reach the Dask scheduler at {executor}: {exc}") from None
+    raise ExecutorError(f"executor must be 'local:N' or 'tcp://host:port'; got {executor!r}")
+
+
+def _execute(model, chunks, fixed, settings, outputs, blockers, seeds, executor, progress):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=sum(len(c) for c in chunks), disable=not progress, file=sys.stderr, unit="member",
+               desc=f"{model.name} ensemble", delay=1.0)
+
+    def members_of(index):
+        return {name: array[index] for name, array in chunks.arrays.items()}
+
+    results: list[_ChunkResult | None] = [None] * len(chunks)
+    with bar:
+        if executor is None:
+            for i, index in enumerate(chunks):
+                seed_part = None if seeds is None else seeds[index]
+                results[i] = _run_chunk(model, members_of(index), fixed, settings, outputs, blockers, seed_part)
+                bar.update(len(index))
+            return results
+        from distributed import as_completed
+
+        client, owned = _connect(executor)
+        try:
+            futures = {}
+            for i, index in enumerate(chunks):
+                seed_part = None if seeds is None else seeds[index]
+                future = client.submit(
+                    _chunk_task, str(model.source), model.sha256, members_of(index), fixed, settings,
+                    outputs, blockers, seed_part, pure=False, retries=3,
+                )
+                futures[future] = i
+            for future in as_completed(futures):
+                try:
+                    results[futures[future]] = future.result()
+                except CrisisError:
+                    raise
+                except Exception as exc:
+                    raise ExecutorError(f"a chunk of the ensemble failed on the Dask cluster: {exc}") from exc
+                bar.update(len(chunks[futures[future]]))
+        finally:
+            if owned:
+                cluster = getattr(client, "cluster", None)
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+    return results
+
+
+class _Chunks(list):
+    """Index arrays of member chunks, with the full member arrays attached."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], size: int):
+        n = len(next(iter(arrays.values())))
+        super().__init__(np.arange(start, min(start + size, n)) for start in range(0, n, size))
+        self.arrays = arrays
+
+
+# --------------------------------------------------------------------------- the API
+
+def run_ensemble(
+    model: CompiledModel | str | os.PathLike,
+    samples: Any,
+    *,
+    params: Mapping[str, Any] | None = None,
+    variables: Sequence[str] | str | None = None,
+    scenario: Any = None,
+    final_time: float | None = None,
+    time_step: float | None = None,
+    saveper: float | None = None,
+    seed: int | None = None,
+    executor: Any = None,
+    chunk_size: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    check_ranges: bool = True,
+    progress: bool = False,
+) -> xr.Dataset:
+    """Run many members of a model, one value of each varied constant per member.
+
+    Parameters
+    ----------
+    model : CompiledModel or path
+    samples : DataFrame, mapping of name -> array, or Dataset with one dim
+        One column per varied constant (Vensim or Python name), one row per member.
+    params : mapping, optional
+        Values shared by every member (numbers or time series), as in :func:`run`.
+    variables, scenario, final_time, time_step, saveper, check_ranges
+        As in :func:`run`; the scenario's values apply to every member unless sampled.
+    seed : int, optional
+        For models with random functions: member ``i`` is seeded from child ``i`` of
+        ``numpy.random.SeedSequence(seed)``, so a member equals ``run(..., seed=that)``.
+    executor : None, "local:N", "tcp://host:port" or a dask.distributed Client
+        ``None`` runs in this process. Otherwise chunks go to Dask workers, which compile
+        the model from its file; a chunk whose worker dies is retried.
+    chunk_size : int, optional
+        Members per chunk. Default: all members in one chunk in process, bounded by
+        ``max_bytes`` of output (members x save times x variables x 8 bytes); with Dask,
+        at least one chunk per worker thread.
+    progress : bool
+        A progress bar over members on stderr.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``run`` and ``time``; each varied constant as a coordinate along ``run``
+        (named by its Python name); ``ok(run)`` true for members that stayed finite;
+        attrs as for :func:`run` plus ``engine`` ("vectorised" or "member-by-member"),
+        ``n_members`` and ``n_ok``.
+    """
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
+    scen = load_scenario(scenario, model) if scenario is not None else None
+    members = _normalise_samples(model, samples, check_ranges)
+    n = len(next(iter(members.values())))
+    fixed: dict[str, Any] = {}
+    if scen is not None:
+        try:
+            fixed.update(_normalise_params(model, scen.params, check_ranges))
+            fixed.update(_normalise_params(
+                model, {k: {"time": t, "value": v} for k, (t, v) in scen.policies.items()}, check_ranges))
+        except ParameterError as exc:
+            raise ScenarioError(f"scenario file '{scen.path}': {exc}") from None
+    fixed.update(_normalise_params(model, params, check_ranges))
+    for name in members:
+        fixed.pop(name, None)
+    settings = _time_settings(model, scen, final_time=final_time, time_step=time_step, saveper=saveper)
+    outputs = [e.py_name for e in _output_elements(model, variables)]
+    seed = _check_seed(seed)
+    seeds = None
+    if model.uses_random:
+        root = np.random.SeedSequence(seed)
+        seed = int(root.entropy) if seed is None else seed
+        seeds = np.array([int(child.generate_state(1)[0]) for child in root.spawn(n)], dtype=np.int64)
+
+    blockers = vectorisation_blockers(model)
+    if blockers:
+        listed = "; ".join(f"'{k}' {v}" for k, v in sorted(blockers.items()))
+        warnings.warn(
+            f"model '{model.source.name}' cannot run as member arrays ({listed}); running {n} members one by one",
+            VectorisationWarning, stacklevel=2,
+        )
+    per_member = max(1, _save_times(settings) * len(outputs) * 8)
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+            raise ParameterError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+        size = int(chunk_size)
+    else:
+        size = max(1, int(max_bytes // per_member))
+        if executor is not None:
+            size = min(size, max(1, math.ceil(n / 16)))
+    chunks = _Chunks(members, size)
+    results = _execute(model, chunks, fixed, settings, outputs, blockers, seeds, executor, progress)
+
+    for result in results:
+        for note in result.notes:
+            if "cannot run on member arrays" in note:
+                warnings.warn(f"model '{model.source.name}': {note}", VectorisationWarning, stacklevel=2)
+    times = results[0].times
+    dataset = _assemble(model, members, results, times, outputs)
+    attrs = _provenance(model, fixed, scen, seed, settings)
+    modes = sorted({r.mode for r in results})
+    attrs.update({
+        "engine": ",".join(modes),
+        "n_members": n,
+        "n_ok": int(dataset["ok"].sum()),
+        "varied": json.dumps(list(members)),
+    })
+    dataset.attrs = attrs
+    return dataset
+
+
+def _assemble(model: CompiledModel, members, results, times, outputs) -> xr.Dataset:
+    n = len(next(iter(members.values())))
+    time_coord = xr.Variable("time", np.asarray(times, float), {"units": model.time_units, "long_name": "Time"})
+    data_vars = {}
+    sub_coords: dict[str, np.ndarray] = {}
+    for name in outputs:
+        element = model.elements[name]
+        values = np.concatenate([r.values[name][:, : len(times)] for r in results], axis=0)
+        dims = ("run", "time")
+        for r in results:
+            if r.subscripts and name in r.subscripts:
+                dims += tuple(r.subscripts[name])
+                sub_coords.update(r.subscripts[name])
+                break
+        data_vars[name] = xr.Variable(
+            dims, values,
+            {"units": element.units, "long_name": element.name, "comment": element.comment},
+        )
+    ok = np.concatenate([r.ok for r in results])
+    data_vars["ok"] = xr.Variable("run", ok, {"long_name": "member stayed finite", "units": ""})
+    coords = {"run": ("run", np.arange(n), {"long_name": "ensemble member"}), "time": time_coord}
+    for dim, labels in sub_coords.items():
+        coords[dim] = (dim, np.asarray(labels, dtype=str))
+    for name, array in members.items():
+        element = model.elements[name]
+        coords[name] = ("run", array, {"units": element.units, "long_name": element.name})
+    return xr.Dataset(data_vars, coords=coords)

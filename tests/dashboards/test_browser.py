@@ -1,0 +1,213 @@
+"""The report and the app in a real headless chromium (Debian's, driven by Playwright).
+
+Screenshots go to tests/output/ for reviewers. Without chromium or playwright these
+tests skip, except in CI (CI=true), where they fail: see the ``browser`` fixture.
+"""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pytest
+
+from dashboards.app import make_app
+from dashboards.report import PANELS, write_report
+from pysd_runner import compile_model, run
+
+from ..conftest import FIXTURES
+from .browser import OUTPUT, Watch, serve
+from .conftest import GOODWIN, SHORT
+
+#: The y values of every trace of a Plotly graph div, as plotly.js holds them after decoding.
+TRACES = """(selector) => {
+    const root = document.querySelector(selector);
+    const gd = root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot');
+    return gd._fullData.map(t => Array.from(t.y || []));
+}"""
+#: Remember a graph's data in the page, to wait for it to change (compared in JavaScript:
+#: Python and JavaScript write some numbers differently, e.g. 1e-05 and 0.00001).
+REMEMBER = """(selector) => {
+    const root = document.querySelector(selector);
+    const gd = root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot');
+    window.__remembered = JSON.stringify(gd._fullData.map(t => Array.from(t.y || [])));
+}"""
+CHANGED = """(selector) => {
+    const root = document.querySelector(selector);
+    const gd = root && (root.classList.contains('js-plotly-plot') ? root : root.querySelector('.js-plotly-plot'));
+    if (!gd || !gd._fullData) { return false; }
+    return JSON.stringify(gd._fullData.map(t => Array.from(t.y || []))) !== window.__remembered;
+}"""
+HOSTILE_DESCRIPTION = "</dd><script>window.__xss = 5</script> & more"
+
+
+def _remember(page, selector):
+    page.evaluate(REMEMBER, selector)
+    return page.evaluate(TRACES, selector)
+
+
+def _wait_changed(page, selector):
+    """Wait until the graph's data differ from what :func:`_remember` saw, and return them."""
+    page.wait_for_function(CHANGED, arg=selector, timeout=20_000)
+    return page.evaluate(TRACES, selector)
+
+
+# --------------------------------------------------------------------------- the report
+
+def test_report_opens_offline_shows_every_panel_and_its_sliders_move_the_data(page, full_report, grid):
+    watch = Watch().attach(page)
+    url = full_report.as_uri()
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    for key in PANELS:
+        panel = page.locator(f"#panel-{key}")
+        assert panel.is_visible(), key
+        assert panel.locator(".main-svg").count() > 0, f"panel {key} drew no figure"
+    page.screenshot(path=OUTPUT / "report.png", full_page=True)
+
+    _remember(page, "#plot-grid")
+    page.focus("#lever-0")
+    page.keyboard.press("ArrowRight")
+    _wait_changed(page, "#plot-grid")
+    after = _remember(page, "#plot-grid")
+    expected = grid["wage_share"].sel(scenario="baseline").isel(phillips_slope=3, phillips_intercept=2)
+    np.testing.assert_allclose(after[0], expected.values, rtol=1e-6)
+    assert page.inner_text("#lever-0-value") == "1.4"
+    page.select_option("#grid-scenario", "small_orbit")
+    unions = _wait_changed(page, "#plot-grid")
+    expected = grid["wage_share"].sel(scenario="small_orbit").isel(phillips_slope=3, phillips_intercept=2)
+    np.testing.assert_allclose(unions[0], expected.values, rtol=1e-6)
+
+    page.uncheck("input.scenario-toggle[value=small_orbit]")
+    hidden = page.evaluate("""() => document.getElementById('plot-trajectories').data
+        .filter(t => t.meta.scenario === 'small_orbit').every(t => t.visible === false)""")
+    assert hidden
+
+    page.fill("#table-search", "wage share")
+    page.wait_for_function("() => document.getElementById('plot-variables').layout.title.text !== 'Variables (16)'")
+    rows = page.evaluate("() => document.getElementById('plot-variables').data[0].cells.values[1]")
+    assert "wage_share" in rows and "employment_rate" not in rows
+    page.screenshot(path=OUTPUT / "report-after-interaction.png", full_page=True)
+
+    assert watch.errors == []
+    assert watch.requests == [url], "the report must not request anything but itself"
+
+
+def test_report_shows_html_in_model_documentation_as_text(page, tmp_path):
+    model = compile_model(FIXTURES / "html_docs.mdl")
+    scenario = tmp_path / "hostile.toml"
+    scenario.write_text(f'description = "{HOSTILE_DESCRIPTION}"\n[params]\n"growth rate" = 0.3\n')
+    report = write_report(tmp_path / "hostile.html", run(model, scenario=scenario))
+    watch = Watch().attach(page)
+    page.goto(report.as_uri())
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    assert page.evaluate("() => window.__xss") is None
+    assert HOSTILE_DESCRIPTION in page.inner_text("#scenario-selector")
+    table = page.locator("#plot-variables").text_content()
+    assert "<script>window.__xss" in table and "<b>bold?</b>" in table and "</script><script>window.__xss" in table
+    assert page.get_by_text("bold?", exact=True).count() == 0  # not made bold: shown as typed
+    page.screenshot(path=OUTPUT / "report-html-in-docs.png", full_page=True)
+    assert watch.errors == [] and watch.requests == [report.as_uri()]
+
+
+# --------------------------------------------------------------------------- the app
+
+@pytest.fixture(scope="module")
+def short_scenario(tmp_path_factory):
+    path = tmp_path_factory.mktemp("app") / "short.toml"
+    path.write_text('description = "The Goodwin baseline over a short horizon."\n[time]\n'
+                    f'final_time = {SHORT["final_time"]}\ntime_step = {SHORT["time_step"]}\n')
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url(short_scenario):
+    with serve(make_app(GOODWIN, scenario=short_scenario)) as url:
+        yield url
+
+
+def _slider(page, py_name):
+    return page.locator(f'[id=\'{{"name":"{py_name}","type":"lever"}}\'] [role=slider]')
+
+
+def test_app_reruns_on_slider_moves_pins_runs_and_keeps_the_view_in_the_address(page, app_url):
+    watch = Watch().attach(page)
+    page.goto(app_url + "?phillips_slope=1.4&capital_output_ratio=99")
+    page.wait_for_selector("#trajectories .main-svg", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('message').innerText.includes('outside its range')")
+    assert "99 for 'capital output ratio' is outside its range [1, 6]; kept 3" in page.inner_text("#message")
+    assert _slider(page, "phillips_slope").get_attribute("aria-valuenow") == "1.4"
+    assert _slider(page, "capital_output_ratio").get_attribute("aria-valuenow") == "3"
+    page.wait_for_function("() => window.location.search === '?phillips_slope=1.4'")
+
+    _remember(page, "#trajectories")
+    _slider(page, "phillips_slope").focus()
+    page.keyboard.press("ArrowRight")
+    moved = _wait_changed(page, "#trajectories")
+    page.wait_for_function("() => window.location.search === '?phillips_slope=1.41'")
+    assert page.inner_text("#message") == ""
+
+    page.click("#pin")
+    page.wait_for_selector("#pin-list li")
+    assert page.inner_text("#pin-list") == "pin 1: phillips slope 1.41"
+    pinned = page.wait_for_function(
+        "() => document.querySelector('#trajectories .js-plotly-plot').data.some(t => t.meta.scenario.startsWith('pin 1'))")
+    assert pinned
+    _remember(page, "#trajectories")
+    _slider(page, "phillips_slope").focus()
+    page.keyboard.press("ArrowRight")
+    with_pin = _wait_changed(page, "#trajectories")
+    metas = page.evaluate("() => document.querySelector('#trajectories .js-plotly-plot').data.map(t => t.meta.scenario)")
+    assert metas.count("current") == metas.count("pin 1: phillips slope 1.41") == len(moved)
+    pin_traces = [y for y, m in zip(with_pin, metas) if m.startswith("pin 1")]
+    assert pin_traces == moved, "the pinned run stays as it was pinned"
+    page.wait_for_function("() => window.location.search === '?phillips_slope=1.42&pin=phillips_slope:1.41'")
+    page.screenshot(path=OUTPUT / "app.png", full_page=True)
+
+    # A link reproduces the view: the same address in a fresh page.
+    link = page.url
+    page.goto(link)
+    page.wait_for_selector("#pin-list li", timeout=30_000)
+    assert _slider(page, "phillips_slope").get_attribute("aria-valuenow") == "1.42"
+    assert page.inner_text("#pin-list") == "pin 1: phillips slope 1.41"
+
+    with page.expect_download() as download:
+        page.click("#export")
+    exported = tomllib.loads(open(download.value.path(), encoding="utf-8").read())
+    assert exported["params"] == {"phillips slope": 1.42}
+    assert exported["time"] == {"final_time": SHORT["final_time"], "time_step": SHORT["time_step"]}
+
+    page.click("#reset")
+    page.wait_for_function("() => window.location.search === '?pin=phillips_slope:1.41'")
+    assert _slider(page, "phillips_slope").get_attribute("aria-valuenow") == "1.25"
+    assert watch.errors == []
+    assert all(r.startswith(app_url) for r in watch.requests), "the app must load nothing from elsewhere"
+
+
+def test_app_rejects_malformed_addresses_and_keeps_running(page, app_url):
+    page.goto(app_url + "?phillips_slope=abc&nope=1&pin=phillips_slope:99")
+    page.wait_for_selector("#trajectories .main-svg", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('message').innerText.includes('must be a number')")
+    message = page.inner_text("#message")
+    assert "unknown lever 'nope'" in message and "that pinned run was left out" in message
+    assert _slider(page, "phillips_slope").get_attribute("aria-valuenow") == "1.25"
+    page.screenshot(path=OUTPUT / "app-rejected-address.png", full_page=True)
+    page.goto(app_url + "?phillips_slope=1.3")  # the server is still there
+    page.wait_for_function("() => window.location.search === '?phillips_slope=1.3'", timeout=30_000)
+
+
+def test_app_shows_html_in_model_documentation_as_text(page, tmp_path):
+    scenario = tmp_path / "hostile.toml"
+    scenario.write_text(f'description = "{HOSTILE_DESCRIPTION}"\n')
+    with serve(make_app(FIXTURES / "html_docs.mdl", scenario=scenario)) as url:
+        watch = Watch().attach(page)
+        page.goto(url)
+        page.wait_for_selector("#variables .main-svg", timeout=30_000)
+        assert page.evaluate("() => window.__xss") is None
+        assert page.inner_text("#scenario-description") == HOSTILE_DESCRIPTION
+        lever = page.locator(".lever", has_text="growth rate")
+        assert lever.get_attribute("title") == "<script>window.__xss = 4</script> The growth rate, a lever."
+        table = page.locator("#variables").text_content()
+        assert "<script>window.__xss" in table and "<b>bold?</b>" in table
+        page.screenshot(path=OUTPUT / "app-html-in-docs.png", full_page=True)
+        assert watch.errors == []

@@ -1,0 +1,164 @@
+"""Figures: labels from the Dataset, panels, escaping, and the numbers they plot."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import xarray as xr
+
+from dashboards import figures
+from dashboards.errors import DashboardInputError
+
+
+def _reformism_like(n_time: int = 11) -> xr.Dataset:
+    """Variables named as the four-sector model names them (THEORY.md sectors)."""
+    time = np.arange(float(n_time))
+    names = {
+        "profit_rate": "1/Year", "business_confidence": "Dmnl", "tax_revenue": "$/Year",
+        "welfare_programme_level": "$/Year", "public_debt": "$", "legitimacy": "Dmnl", "militancy": "Dmnl",
+        "interest_rate": "1/Year",
+    }
+    return xr.Dataset(
+        {n: ("time", np.linspace(0, 1, n_time) * (i + 1), {"long_name": n.replace("_", " "), "units": u})
+         for i, (n, u) in enumerate(names.items())},
+        coords={"time": ("time", time, {"units": "Year", "long_name": "Time"})},
+        attrs={"model_name": "reformism"},
+    )
+
+
+def test_reformism_runs_get_the_four_sector_panels():
+    panels = figures.sector_panels(_reformism_like())
+    assert list(panels) == ["Profitability", "Tax revenue", "Welfare spending", "Legitimacy"]
+    assert panels["Tax revenue"] == ["tax_revenue"]
+    assert panels["Welfare spending"] == ["welfare_programme_level", "public_debt"]
+    assert panels["Legitimacy"] == ["legitimacy", "militancy"]
+
+
+def test_other_models_fall_back_to_panels_by_units(runs):
+    panels = figures.sector_panels(runs)
+    assert 1 <= len(panels) <= figures.MAX_PANELS
+    placed = [v for names in panels.values() for v in names]
+    assert all(runs[v].attrs["units"] == runs[names[0]].attrs["units"] for names in panels.values() for v in names)
+    # Constant over time (equilibria, the linearised period) is not a trajectory.
+    assert "equilibrium_wage_share" not in placed and "linearised_cycle_period" not in placed
+    # The conserved quantity (about 1.5/Year) would flatten the growth rates (about 0.05/Year).
+    together = [names for names in panels.values() if "profit_rate" in names][0]
+    assert "conserved_quantity" not in together
+
+
+def test_given_panels_are_checked():
+    with pytest.raises(DashboardInputError, match="no variable 'legitimcy'.*Did you mean 'legitimacy'"):
+        figures.sector_panels(_reformism_like(), {"Legitimacy": ["legitimcy"]})
+
+
+def test_trajectories_one_trace_per_scenario_and_variable_with_labels_from_attrs(runs):
+    panels = {"Shares": ["wage_share", "profit_share"], "Employment": ["employment_rate"]}
+    fig = figures.trajectories(runs, panels)
+    assert isinstance(fig, go.Figure)
+    assert len(fig.data) == 3 * 3
+    metas = {(t.meta["scenario"], t.meta["variable"]) for t in fig.data}
+    assert ("strong_unions", "employment_rate") in metas
+    assert [a.text for a in fig.layout.annotations][:2] == ["Shares", "Employment"]
+    assert fig.layout.yaxis.title.text == "Dmnl"
+    assert fig.layout.title.text == "Crisis trajectories: goodwin"
+    trace = next(t for t in fig.data if t.meta == {"scenario": "small_orbit", "variable": "wage_share", "panel": "Shares"})
+    np.testing.assert_array_equal(trace.y, runs["wage_share"].sel(scenario="small_orbit").values)
+    assert trace.name == "small_orbit · wage share"
+
+
+def test_one_run_colours_variables(single_run):
+    fig = figures.trajectories(single_run, {"Shares": ["wage_share", "profit_share"]})
+    assert [t.name for t in fig.data] == ["wage share", "profit share"]
+    assert fig.data[0].line.color != fig.data[1].line.color
+
+
+def test_model_strings_are_escaped_for_plotly():
+    ds = _reformism_like()
+    ds["legitimacy"].attrs["long_name"] = "<b>legit</b> & <script>x</script>"
+    fig = figures.trajectories(ds)
+    names = [t.name for t in fig.data]
+    assert "&lt;b&gt;legit&lt;/b&gt; &amp; &lt;script&gt;x&lt;/script&gt;" in names
+    assert not any("<script>" in n for n in names)
+
+
+def test_scenario_comparison_differences(runs):
+    fig = figures.scenario_comparison(runs, ["wage_share"], reference="baseline")
+    diffs = [t for t in fig.data if t.xaxis == "x2"]
+    unions = next(t for t in diffs if t.meta["scenario"] == "strong_unions")
+    expected = runs["wage_share"].sel(scenario="strong_unions") - runs["wage_share"].sel(scenario="baseline")
+    np.testing.assert_allclose(unions.y, expected.values)
+    with pytest.raises(DashboardInputError, match="at least two scenarios"):
+        figures.scenario_comparison(runs.isel(scenario=[0]))
+
+
+def test_phase_portrait_marks_the_start(runs):
+    fig = figures.phase_portrait(runs, scenarios=["baseline"])
+    line, start = fig.data
+    assert start.x[0] == runs["employment_rate"].sel(scenario="baseline").values[0]
+    assert fig.layout.xaxis.title.text == "employment rate (Dmnl)"
+    with pytest.raises(DashboardInputError, match="no variable 'employment'"):
+        figures.phase_portrait(runs, x="employment")
+
+
+def test_fit_figure_band_observations_and_holdout(fit):
+    fig = figures.fit_figure(fit)
+    observed = [t for t in fig.data if t.mode == "markers"]
+    assert len(observed) == 2
+    assert fig.layout.shapes[0].x0 == fit.attrs["holdout_start"]
+    assert fig.layout.shapes[0].x1 == float(fit["time"].values[-1])
+    assert any(t.fill == "tonexty" and t.name == "90% band" for t in fig.data)
+    assert [a.text for a in fig.layout.annotations][:2] == ["wage share (Dmnl)", "employment rate (Dmnl)"]
+    with pytest.raises(DashboardInputError, match="no variable 'fitted'"):
+        figures.fit_figure(fit.drop_vars("fitted"))
+
+
+def test_fan_chart_percentiles_leave_out_members_not_ok(ensemble):
+    fig = figures.fan_chart(ensemble, ["wage_share"])
+    median = next(t for t in fig.data if t.name == "median")
+    kept = ensemble["wage_share"].isel(run=ensemble["ok"].values)
+    np.testing.assert_allclose(median.y, np.percentile(kept.values, 50, axis=0))
+    assert fig.layout.annotations[0].text == "wage share: 7 of 8 members"
+    with pytest.raises(DashboardInputError, match="lacks the dims \\['run'\\]"):
+        figures.fan_chart(ensemble.isel(run=0))
+
+
+def test_sensitivity_bars_sobol_sorted_with_error_bars(sensitivity):
+    fig = figures.sensitivity_bars(sensitivity)
+    s1, st = fig.data
+    assert list(st.x) == ["phillips_intercept", "phillips_slope", "capital_output_ratio"]
+    np.testing.assert_allclose(st.y, [0.6, 0.3, 0.15])
+    np.testing.assert_allclose(st.error_y.array, [0.04, 0.03, 0.02])
+    assert fig.layout.title.text == "Sobol indices"
+
+
+def test_sensitivity_bars_morris():
+    ds = xr.Dataset({"mu_star": ("param", [0.1, 0.4]), "sigma": ("param", [0.05, 0.2])}, coords={"param": ["a", "b"]})
+    fig = figures.sensitivity_bars(ds)
+    assert list(fig.data[0].x) == ["b", "a"] and fig.layout.title.text == "Morris screening"
+    with pytest.raises(DashboardInputError, match="Sobol indices .* or Morris measures"):
+        figures.sensitivity_bars(ds.rename({"mu_star": "mu"}))
+
+
+def test_loop_dominance_names_and_polarity(loops):
+    fig = figures.loop_dominance(loops)
+    assert [t.name for t in fig.data] == ["B1 Profit squeeze (B)", "R1 Accumulation (R)"]
+    assert [t.line.dash for t in fig.data] == ["dot", "solid"]
+    assert fig.layout.yaxis.title.text == "relative loop score (Dmnl)"
+
+
+def test_variable_table_filters_and_escapes():
+    ds = _reformism_like()
+    ds["legitimacy"].attrs["comment"] = "Trust in <i>the</i> state"
+    fig = figures.variable_table(ds, "trust state")
+    cells = fig.data[0].cells.values
+    assert list(cells[1]) == ["legitimacy"]
+    assert list(cells[3]) == ["Trust in &lt;i&gt;the&lt;/i&gt; state"]
+    assert len(figures.variable_table(ds).data[0].cells.values[0]) == len(ds.data_vars)
+
+
+def test_lever_grid_figure_shows_one_grid_point(grid):
+    fig = figures.lever_grid_figure(grid, scenario="small_orbit", position={"phillips_slope": 0, "phillips_intercept": 4})
+    expected = grid["wage_share"].sel(scenario="small_orbit").isel(phillips_slope=0, phillips_intercept=4)
+    np.testing.assert_array_equal(fig.data[0].y, expected.values)
+    assert fig.layout.title.text == "phillips slope = 1, phillips intercept = 1.3"

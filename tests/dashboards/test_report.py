@@ -1,0 +1,156 @@
+"""The HTML report without a browser: panels, escaping, embedded data, the command line."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from dashboards.errors import DashboardInputError
+from dashboards.report import PANELS, build_report, write_report
+from pysd_runner import compile_model, run, save
+from pysd_runner.cli import main
+
+from ..conftest import FIXTURES
+from .conftest import GOODWIN
+
+JSON_BLOCK = re.compile(r'<script type="application/json" id="([^"]+)">(.*?)</script>', re.S)
+
+
+def _without_plotly_js(text: str) -> str:
+    """The page minus the inlined plotly.js bundle (which has URLs and markup of its own)."""
+    start = text.index("<script>")
+    end = text.index("</script>", start)
+    return text[:start] + text[end:]
+
+
+def _blocks(text: str) -> dict[str, object]:
+    return {key: json.loads(body) for key, body in JSON_BLOCK.findall(text)}
+
+
+def _panels(text: str) -> list[str]:
+    return re.findall(r'<section class="panel" id="panel-([a-z]+)"', text)
+
+
+def test_every_panel_present_when_every_input_is_given(full_report):
+    text = full_report.read_text()
+    assert _panels(text) == list(PANELS)
+    blocks = _blocks(text)
+    for key in PANELS:
+        figure = blocks[f"fig-{key}"]
+        assert figure["data"], key
+
+
+def test_a_panel_appears_only_when_its_input_is_given(single_run):
+    text = build_report(single_run)
+    assert _panels(text) == ["trajectories", "phase", "variables"]
+    assert 'class="scenario-toggle"' not in text  # one run: nothing to select
+
+
+def test_report_is_self_contained(full_report):
+    text = full_report.read_text()
+    assert "plotly.js v" in text[:3000] or "plotly.js v" in text  # the bundle is inline
+    rest = _without_plotly_js(text)
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", rest)
+    assert "http://" not in rest and "https://" not in rest
+    assert "Content-Security-Policy" in rest and "default-src 'none'" in rest
+
+
+def test_model_strings_never_reach_the_page_as_markup(tmp_path):
+    model = compile_model(FIXTURES / "html_docs.mdl")
+    scenario = tmp_path / "hostile.toml"
+    scenario.write_text('description = "</dd><script>window.__xss = 5</script> & more"\n[params]\n"growth rate" = 0.3\n')
+    runs = run(model, scenario=scenario)
+    text = build_report(runs, title="<i>title</i>")
+    rest = _without_plotly_js(text)
+    assert "window.__xss" in rest  # the text is there ...
+    assert "<script>window.__xss" not in rest and "<b>bold?</b>" not in rest  # ... never as markup
+    assert "<i>title</i>" not in rest and "&lt;i&gt;title&lt;/i&gt;" in rest
+    assert "&lt;/dd&gt;&lt;script&gt;window.__xss = 5&lt;/script&gt; &amp; more" in rest
+    records = _blocks(text)["table-data"]
+    assert any(r["documentation"].startswith("<script>window.__xss = 1</script>") for r in records)
+
+
+def test_grid_data_embedded_as_float32(full_report, grid):
+    payload = _blocks(full_report.read_text())["grid-data"]
+    assert payload["shape"] == [2, 5, 5, grid.sizes["time"]]
+    assert [lever["name"] for lever in payload["levers"]] == ["phillips_slope", "phillips_intercept"]
+    values = np.frombuffer(base64.b64decode(payload["data"]["wage_share"]), dtype="<f4").reshape(payload["shape"])
+    expected = grid["wage_share"].sel(scenario="small_orbit").isel(phillips_slope=4, phillips_intercept=1)
+    np.testing.assert_allclose(values[1, 4, 1], expected.values, rtol=1e-6)
+    assert payload["ok"] == [True] * 50
+
+
+def test_inputs_are_read_from_files(tmp_path, runs, loops):
+    save(runs, tmp_path / "runs.nc")
+    save(loops, tmp_path / "loops.nc")
+    out = write_report(tmp_path / "r.html", tmp_path / "runs.nc", loops=tmp_path / "loops.nc")
+    assert _panels(out.read_text()) == ["trajectories", "comparison", "phase", "loops", "variables"]
+
+
+def test_report_errors_name_the_input(tmp_path, runs):
+    with pytest.raises(DashboardInputError, match="fit: result file .* does not exist"):
+        build_report(runs, fit=tmp_path / "nofit.nc")
+    with pytest.raises(DashboardInputError, match="must end in .html"):
+        write_report(tmp_path / "r.pdf", runs)
+    with pytest.raises(DashboardInputError, match="no 'time' dim"):
+        build_report(xr.Dataset({"x": ("a", [1.0])}))
+
+
+def test_report_command(tmp_path, runs, grid):
+    save(runs, tmp_path / "runs.nc")
+    save(grid, tmp_path / "grid.nc")
+    out = tmp_path / "out" / "report.html"
+    result = CliRunner().invoke(main, ["report", "--runs", str(tmp_path / "runs.nc"), "--grid", str(tmp_path / "grid.nc"),
+                                       "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"Wrote {out}" in result.output
+    assert "panel-grid" in out.read_text()
+
+
+def test_grid_command(tmp_path):
+    out = tmp_path / "grid.nc"
+    result = CliRunner().invoke(main, [
+        "grid", str(GOODWIN), "--lever", "phillips slope=1:1.5", "--lever", "phillips intercept=1,1.13",
+        "--steps", "3", "-s", "baseline", "-s", "strong_unions", "--vars", "wage_share", "--final-time", "5",
+        "--time-step", "0.05", "--output", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "Ran 12 runs (0 did not stay finite)" in result.output
+    grid = xr.load_dataset(out)
+    assert dict(grid.sizes) == {"scenario": 2, "phillips_slope": 3, "phillips_intercept": 2, "time": 51}
+    np.testing.assert_allclose(grid["phillips_slope"].values, [1, 1.25, 1.5])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["report", "--runs", "missing.nc", "--output", "r.html"], "runs: result file 'missing.nc' does not exist"),
+        (["report", "--runs", "runs.nc", "--output", "r.txt"], "must end in .html"),
+        (["grid", str(GOODWIN), "--lever", "phillips slop", "-o", "g.nc"], "Did you mean 'phillips slope'"),
+        (["grid", str(GOODWIN), "--lever", "a", "--lever", "b", "--lever", "c", "-o", "g.nc"], "one or two --lever"),
+        (["grid", str(GOODWIN), "--lever", "phillips slope=2:1", "-o", "g.nc"], "lo < hi"),
+        (["grid", str(GOODWIN), "--lever", "phillips slope=1:9", "--steps", "2", "-o", "g.nc"], "outside its Vensim range"),
+        (["grid", str(GOODWIN), "--lever", "phillips slope", "-o", "g.csv"], "must end in .nc"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_1(tmp_path, monkeypatch, runs, args, message):
+    monkeypatch.chdir(tmp_path)
+    save(runs, tmp_path / "runs.nc")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "g.nc").exists()
+
+
+def test_every_dashboard_command_has_an_example_in_its_help():
+    for name in ("report", "grid", "app"):
+        result = CliRunner().invoke(main, [name, "--help"])
+        assert result.exit_code == 0
+        assert "Example:" in result.output and f"crisis {name} " in result.output
