@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DEMO_MODEL ?= models/goodwin/goodwin.mdl
 DEMO_RUNS ?= out/goodwin.nc
 DEMO_GRID ?= out/goodwin-grid.nc
-DEMO_LEVERS ?= --lever "phillips slope=1:1.5" --lever "phillips intercept=1:1.3"
+DEMO_LEVERS ?= --lever "phillips slope=1:1.5" --lever "capital output ratio=2.5:3.5"
 DEMO_GRID_VARS ?= wage_share,employment_rate,profit_rate
 
 # `make report RUNS=runs.nc [GRID=grid.nc] [REPORT=out/report.html]`: the HTML report.

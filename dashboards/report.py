@@ -95,12 +95,32 @@ _SCRIPT = r"""
   function escapeText(s) {
     return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
-  var pending = [];
   var plotDivs = Array.prototype.slice.call(document.querySelectorAll("[data-figure]"));
-  plotDivs.forEach(function (div) {
+  var afterDraw = {};  // div id -> function run once the div is drawn (restores control state)
+
+  // Figures are drawn one per task, in page order, so the first view appears without
+  // waiting for the rest: body[data-ready] once every figure in the first view is drawn,
+  // body[data-complete] once all are.
+  function inView(div) {
+    var box = div.getBoundingClientRect();
+    return box.top < window.innerHeight && box.bottom > 0;
+  }
+  var firstView = plotDivs.filter(inView);
+  var queue = plotDivs.slice();
+  function drawNext() {
+    var div = queue.shift();
+    if (!div) { document.body.setAttribute("data-complete", "true"); return; }
     var spec = readJSON(div.getAttribute("data-figure"));
-    pending.push(Plotly.newPlot(div, spec.data, spec.layout, config));
-  });
+    Plotly.newPlot(div, spec.data, spec.layout, config).then(function () {
+      div.setAttribute("data-drawn", "true");
+      if (afterDraw[div.id]) { afterDraw[div.id](); }
+      if (!document.body.hasAttribute("data-ready") &&
+          firstView.every(function (d) { return d.hasAttribute("data-drawn"); })) {
+        document.body.setAttribute("data-ready", "true");
+      }
+      setTimeout(drawNext, 0);
+    });
+  }
 
   // Scenario selector: show or hide the traces whose meta.scenario is (un)ticked.
   var toggles = Array.prototype.slice.call(document.querySelectorAll("input.scenario-toggle"));
@@ -108,7 +128,7 @@ _SCRIPT = r"""
     var shown = {};
     toggles.forEach(function (t) { shown[t.value] = t.checked; });
     plotDivs.forEach(function (div) {
-      if (div.getAttribute("data-scenario-aware") !== "true" || !div.data) { return; }
+      if (div.getAttribute("data-scenario-aware") !== "true" || !div.hasAttribute("data-drawn")) { return; }
       var visible = div.data.map(function (trace) {
         var s = trace.meta && trace.meta.scenario;
         return (s === undefined || shown[s] !== false) ? true : false;
@@ -117,6 +137,9 @@ _SCRIPT = r"""
     });
   }
   toggles.forEach(function (t) { t.addEventListener("change", applyScenarios); });
+  plotDivs.forEach(function (div) {
+    if (div.getAttribute("data-scenario-aware") === "true" && toggles.length) { afterDraw[div.id] = applyScenarios; }
+  });
 
   // Lever grid: swap the plotted runs when a slider or the grid's scenario changes.
   var gridElement = document.getElementById("grid-data");
@@ -135,6 +158,7 @@ _SCRIPT = r"""
     var status = document.getElementById("grid-status");
     var nTime = grid.shape[grid.shape.length - 1];
     window.updateGrid = function () {
+      if (!gridDiv.hasAttribute("data-drawn")) { return; }  // drawn later, from the sliders' state
       var flat = scenarioSelect ? scenarioSelect.selectedIndex : 0;
       var title = [];
       grid.levers.forEach(function (lever, k) {
@@ -151,6 +175,7 @@ _SCRIPT = r"""
                     grid.variables.map(function (_, i) { return i; }));
     };
     sliders.forEach(function (s) { s.addEventListener("input", window.updateGrid); });
+    afterDraw[gridDiv.id] = window.updateGrid;
     if (scenarioSelect) { scenarioSelect.addEventListener("change", window.updateGrid); }
   }
 
@@ -160,7 +185,8 @@ _SCRIPT = r"""
     var records = readJSON("table-data");
     var columns = readJSON("table-columns");
     var tableDiv = document.getElementById("plot-variables");
-    search.addEventListener("input", function () {
+    var filterTable = function () {
+      if (!tableDiv.hasAttribute("data-drawn")) { return; }
       var words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
       var rows = records.filter(function (r) {
         var text = columns.map(function (c) { return r[c]; }).join(" ").toLowerCase();
@@ -168,12 +194,12 @@ _SCRIPT = r"""
       });
       var cells = columns.map(function (c) { return rows.map(function (r) { return escapeText(r[c]); }); });
       Plotly.update(tableDiv, {"cells.values": [cells]}, {"title.text": "Variables (" + rows.length + ")"}, [0]);
-    });
+    };
+    search.addEventListener("input", filterTable);
+    afterDraw[tableDiv.id] = filterTable;
   }
 
-  Promise.all(pending).then(function () {
-    document.body.setAttribute("data-ready", "true");
-  });
+  drawNext();
 })();
 """
 
@@ -225,7 +251,9 @@ class _Panel:
 def _figure_panel(key: str, fig: go.Figure, *, scenario_aware: bool = False, before: str = "") -> _Panel:
     block_id = f"fig-{key}"
     aware = ' data-scenario-aware="true"' if scenario_aware else ""
-    body = f'{before}<div class="plot" id="plot-{key}" data-figure="{block_id}"{aware}></div>'
+    height = fig.layout.height or 450
+    body = (f'{before}<div class="plot" id="plot-{key}" data-figure="{block_id}"{aware} '
+            f'style="height:{int(height)}px"></div>')
     return _Panel(key, body, [_json_block(block_id, fig.to_json())])
 
 
@@ -388,11 +416,12 @@ def build_report(
         '<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_text(title)}</title><style>{_CSS}</style>"
-        f"<script>{plotly.offline.get_plotlyjs()}</script></head>"
+        f"<title>{_text(title)}</title><style>{_CSS}</style></head>"
         f"<body>{_header(runs, title)}<main>"
         "<noscript><p>This report needs JavaScript to draw its figures.</p></noscript>"
-        f"{_scenario_selector(runs)}{body}</main>{blocks}<script>{_SCRIPT}</script></body></html>\n"
+        f"{_scenario_selector(runs)}{body}</main>{blocks}"
+        # plotly.js last: the text of the page shows while the browser parses it.
+        f"<script>{plotly.offline.get_plotlyjs()}</script><script>{_SCRIPT}</script></body></html>\n"
     )
 
 

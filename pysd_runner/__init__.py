@@ -22,6 +22,8 @@ _EXPORTS = {
     "run_ensemble": "ensemble",
     "VectorisationWarning": "ensemble",
     "ExecutorError": "ensemble",
+    "sample": "sampling",
+    "sensitivity": "sensitivity",
     "load_scenario": "scenarios",
     "list_scenarios": "scenarios",
     "Scenario": "scenarios",

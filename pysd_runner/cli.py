@@ -14,6 +14,8 @@ import click
 COMMANDS = {
     "info": "pysd_runner.commands:info",
     "run": "pysd_runner.commands:run_command",
+    "ensemble": "pysd_runner.commands:ensemble_command",
+    "sensitivity": "pysd_runner.commands:sensitivity_command",
     "report": "dashboards.commands:report",
     "grid": "dashboards.commands:grid",
     "app": "dashboards.commands:app",

@@ -192,3 +192,118 @@ def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, sa
     for line in _summary(dataset, shown[:12]):
         click.echo(line)
     click.echo(f"Wrote {written}")
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ParameterError("--params needs at least one name")
+    return names
+
+
+def _distributions(values: tuple[str, ...]) -> dict:
+    out = {}
+    for item in values:
+        name, sep, spec = item.partition("=")
+        if not sep or not name.strip():
+            raise ParameterError(f"--dist expects name=distribution(args), e.g. 'phillips slope=norm(1.25,0.05)'; got {item!r}")
+        out[name.strip()] = spec.strip()
+    return out
+
+
+def _ensemble_options(function):
+    options = [
+        click.option("--params", "params_text", metavar="A,B", help="Constants to vary (default: every constant with a Vensim range)."),
+        click.option("--n", "n", type=int, default=None, help="Members (grid: points per parameter)."),
+        click.option("--seed", type=int, help="Seed for the design (and random functions)."),
+        click.option("--scenario", "-s", metavar="NAME|PATH", help="Scenario applied to every member."),
+        click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A constant shared by every member."),
+        click.option("--final-time", type=float, help="Override the final time."),
+        click.option("--time-step", type=float, help="Override the time step."),
+        click.option("--saveper", type=float, help="Override the save period."),
+        click.option("--scheduler", metavar="local:N|tcp://HOST:PORT",
+                     help="Run chunks on Dask: a local cluster of N workers on loopback, or a scheduler address."),
+        click.option("--chunk-size", type=int, help="Members per chunk."),
+        click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Where to write the result (.nc)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return _model_argument(function)
+
+
+@click.command("ensemble")
+@_ensemble_options
+@click.option("--sample", "method", type=click.Choice(["lhs", "sobol", "grid", "random"]), default="lhs",
+              show_default=True, help="Design of the members.")
+@click.option("--dist", "dists", multiple=True, metavar="NAME=DIST(ARGS)",
+              help="A scipy.stats distribution for one parameter, e.g. 'phillips slope=norm(1.25,0.05)'.")
+@click.option("--vars", "variables", metavar="A,B", help="Variables to keep (default: all).")
+def ensemble_command(model, params_text, n, seed, scenario, sets, final_time, time_step, saveper, scheduler,
+                     chunk_size, output, method, dists, variables):
+    """Run many members of a model in one vectorised pass and write them along a `run` dim.
+
+    Without --params every constant with a Vensim range varies within it. Each member's
+    parameters are coordinates along `run`; `ok` marks members that stayed finite.
+
+    \b
+    Example:
+      crisis ensemble models/goodwin/goodwin.mdl --params "phillips slope,capital output ratio" \\
+          --sample lhs --n 1000 --seed 1 --output out/goodwin_ensemble.nc
+    """
+    from .compiler import compile_model
+    from .ensemble import run_ensemble
+    from .results import save
+    from .sampling import sample
+
+    if Path(output).suffix.lower() != ".nc":
+        raise ParameterError(f"--output '{output}' must end in .nc")
+    compiled = compile_model(model)
+    samples = sample(compiled, _names(params_text), method=method, n=n or 100, seed=seed,
+                     distributions=_distributions(dists) or None)
+    dataset = run_ensemble(
+        compiled, samples, params=_parse_set(sets), variables=variables, scenario=scenario,
+        final_time=final_time, time_step=time_step, saveper=saveper, seed=seed, executor=scheduler,
+        chunk_size=chunk_size, progress=True,
+    )
+    written = save(dataset, output)
+    click.echo(f"{dataset.attrs['n_members']} members ({dataset.attrs['n_ok']} finite), engine "
+               f"{dataset.attrs['engine']}, varied: {', '.join(samples.columns)}")
+    click.echo(f"Wrote {written}")
+
+
+@click.command("sensitivity")
+@_ensemble_options
+@click.option("--metric", "metrics", multiple=True, required=True, metavar="FUNC(VAR[,ARGS])",
+              help="final, initial, at(x,t), min, max, time_of_min, time_of_max, mean(x[,t0,t1]). Repeatable.")
+@click.option("--method", type=click.Choice(["sobol", "morris"]), default="sobol", show_default=True)
+def sensitivity_command(model, params_text, n, seed, scenario, sets, final_time, time_step, saveper, scheduler,
+                        chunk_size, output, metrics, method):
+    """Global sensitivity (Sobol indices with confidence intervals, or Morris) of trajectory metrics.
+
+    \b
+    Example:
+      crisis sensitivity models/goodwin/goodwin.mdl --params "phillips slope,phillips intercept,capital output ratio" \\
+          --metric "min(employment_rate)" --metric "mean(wage_share)" --n 256 --seed 1 --output out/sobol.nc
+    """
+    from .results import save
+    from .sensitivity import sensitivity
+
+    if Path(output).suffix.lower() != ".nc":
+        raise ParameterError(f"--output '{output}' must end in .nc")
+    dataset = sensitivity(
+        model, _names(params_text), metrics=list(metrics), method=method, n=n or (256 if method == "sobol" else 20),
+        seed=seed, shared_params=_parse_set(sets), scenario=scenario, final_time=final_time, time_step=time_step,
+        saveper=saveper, executor=scheduler, chunk_size=chunk_size, progress=True,
+    )
+    written = save(dataset, output)
+    columns = ["S1", "S1_conf", "ST", "ST_conf"] if method == "sobol" else ["mu_star", "mu_star_conf", "sigma"]
+    for metric in dataset["metric"].values:
+        click.echo(f"{metric}  ({dataset.attrs['members']} members)")
+        click.echo("  " + f"{'parameter':<28}" + "".join(f"{c:>13}" for c in columns))
+        for param in dataset["param"].values:
+            row = dataset.sel(metric=metric, param=param)
+            click.echo("  " + f"{param:<28}" + "".join(f"{float(row[c]):>13.4f}" for c in columns))
+    click.echo(f"Wrote {written}")

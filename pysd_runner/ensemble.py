@@ -280,7 +280,7 @@ def _connect(executor: Any):
         if not count.isdigit() or int(count) < 1:
             raise ExecutorError(f"executor 'local:N' needs a positive number of workers; got {executor!r}")
         cluster = LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
+                               host="127.0.0.1", dashboard_address="127.0.0.1:0")
         return Client(cluster), True
     if executor.startswith("tcp://"):
         try:

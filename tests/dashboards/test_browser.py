@@ -58,7 +58,9 @@ def test_report_opens_offline_shows_every_panel_and_its_sliders_move_the_data(pa
     watch = Watch().attach(page)
     url = full_report.as_uri()
     page.goto(url)
-    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)  # the first view is drawn
+    assert page.locator("#plot-trajectories .main-svg").count() > 0
+    page.wait_for_selector("body[data-complete=true]", timeout=20_000)  # and then the rest
     for key in PANELS:
         panel = page.locator(f"#panel-{key}")
         assert panel.is_visible(), key
@@ -100,7 +102,7 @@ def test_report_shows_html_in_model_documentation_as_text(page, tmp_path):
     report = write_report(tmp_path / "hostile.html", run(model, scenario=scenario))
     watch = Watch().attach(page)
     page.goto(report.as_uri())
-    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    page.wait_for_selector("body[data-complete=true]", timeout=20_000)
     assert page.evaluate("() => window.__xss") is None
     assert HOSTILE_DESCRIPTION in page.inner_text("#scenario-selector")
     table = page.locator("#plot-variables").text_content()

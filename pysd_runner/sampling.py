@@ -1,0 +1,165 @@
+"""Samples of a model's constants for ensembles: grid, Latin hypercube, Sobol, random.
+
+Bounds default to the constants' Vensim ranges. Points are drawn in the unit cube with
+``scipy.stats.qmc`` and mapped to each parameter either uniformly between its bounds or
+through the inverse CDF of a ``scipy.stats`` distribution, so Latin-hypercube and Sobol
+designs keep their structure under any marginal distribution.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .compiler import CompiledModel, Element
+from .errors import ParameterError
+
+__all__ = ["sample", "parse_distribution", "METHODS", "default_parameters"]
+
+METHODS = ("lhs", "sobol", "grid", "random")
+#: Refuse grids bigger than this many members (n ** parameters grows fast).
+MAX_GRID = 5_000_000
+
+
+def default_parameters(model: CompiledModel) -> list[Element]:
+    """Every constant with a finite Vensim range [min, max], the default set to vary."""
+    return [e for e in model.constants if e.limits[0] is not None and e.limits[1] is not None and e.limits[0] < e.limits[1]]
+
+
+def parse_distribution(text: str):
+    """``"norm(1.2, 0.1)"`` -> ``scipy.stats.norm(1.2, 0.1)``: a frozen distribution."""
+    from scipy import stats
+
+    match = re.fullmatch(r"\s*([a-z_][a-z0-9_]*)\s*\((.*)\)\s*", text)
+    if not match:
+        raise ParameterError(f"distribution must look like name(arg, ...), e.g. norm(1.2, 0.1); got {text!r}")
+    name, raw = match.groups()
+    family = getattr(stats, name, None)
+    if not isinstance(family, (stats.rv_continuous, stats.rv_discrete)):
+        raise ParameterError(f"'{name}' is not a scipy.stats distribution (e.g. uniform, norm, truncnorm, lognorm)")
+    try:
+        args = [float(a) for a in raw.split(",") if a.strip()]
+    except ValueError:
+        raise ParameterError(f"distribution {text!r}: arguments must be numbers") from None
+    try:
+        frozen = family(*args)
+        frozen.ppf(0.5)
+    except Exception as exc:
+        raise ParameterError(f"distribution {text!r} is not valid: {exc}") from None
+    return frozen
+
+
+def _resolve(model: CompiledModel, params, bounds, distributions):
+    elements = (
+        default_parameters(model) if params is None
+        else [model.resolve(p, kinds=("constant",), role="parameter") for p in params]
+    )
+    if not elements:
+        raise ParameterError(
+            f"no parameters to vary in model '{model.source.name}': none of its constants has a Vensim "
+            "range [min, max]; name them and give bounds"
+        )
+    names = [e.py_name for e in elements]
+    if len(set(names)) != len(names):
+        raise ParameterError(f"a parameter is named twice: {[e.name for e in elements]}")
+    given_bounds = {model.resolve(k, kinds=("constant",), role="parameter").py_name: v for k, v in (bounds or {}).items()}
+    given_dists = {
+        model.resolve(k, kinds=("constant",), role="parameter").py_name: (parse_distribution(v) if isinstance(v, str) else v)
+        for k, v in (distributions or {}).items()
+    }
+    for key in list(given_bounds) + list(given_dists):
+        if key not in names:
+            raise ParameterError(f"bounds or distribution given for '{key}', which is not among the varied parameters {names}")
+    marginals = []
+    for element in elements:
+        if element.py_name in given_dists:
+            marginals.append(("dist", given_dists[element.py_name]))
+            continue
+        lo, hi = given_bounds.get(element.py_name, element.limits)
+        if lo is None or hi is None:
+            raise ParameterError(
+                f"'{element.name}' has no finite Vensim range {element.range_text or '[?, ?]'}; give bounds for it"
+            )
+        lo, hi = float(lo), float(hi)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or not lo < hi:
+            raise ParameterError(f"bounds of '{element.name}' must be finite with min < max; got [{lo:g}, {hi:g}]")
+        marginals.append(("uniform", (lo, hi)))
+    return elements, marginals
+
+
+def sample(
+    model: CompiledModel,
+    params: Sequence[str] | None = None,
+    *,
+    method: str = "lhs",
+    n: int = 100,
+    seed: int | None = None,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    distributions: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Draw members for :func:`run_ensemble`: one column per parameter (Python names).
+
+    Parameters
+    ----------
+    model : CompiledModel
+    params : list of str, optional
+        Constants to vary (Vensim or Python names); default every constant with a
+        finite Vensim range.
+    method : {"lhs", "sobol", "grid", "random"}
+        Latin hypercube, scrambled Sobol (``n`` a power of two), a full grid with ``n``
+        points per parameter (``n ** len(params)`` members, ends included), or
+        independent uniform draws.
+    n : int
+        Members (grid: points per parameter).
+    seed : int, optional
+        Makes the design reproducible; ``seed=0`` is a seed like any other.
+    bounds : mapping, optional
+        ``{name: (min, max)}`` replacing the Vensim range.
+    distributions : mapping, optional
+        ``{name: scipy.stats frozen distribution or "norm(1.2, 0.1)"}``: the marginal
+        is the distribution's inverse CDF instead of uniform between the bounds.
+    """
+    from scipy.stats import qmc
+
+    if method not in METHODS:
+        raise ParameterError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ParameterError(f"n must be a positive integer; got {n!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ParameterError(f"seed must be a non-negative integer or None; got {seed!r}")
+    elements, marginals = _resolve(model, params, bounds, distributions)
+    d = len(elements)
+    rng = np.random.default_rng(seed)
+    if method == "lhs":
+        unit = qmc.LatinHypercube(d, rng=rng).random(n)
+    elif method == "sobol":
+        if n & (n - 1):
+            lower = 1 << (int(n).bit_length() - 1)
+            raise ParameterError(
+                f"n must be a power of two for Sobol sampling (its balance properties need it); got {n}, "
+                f"use {lower} or {lower * 2}"
+            )
+        unit = qmc.Sobol(d, scramble=True, rng=rng).random(n)
+    elif method == "grid":
+        if n ** d > MAX_GRID:
+            raise ParameterError(f"a grid of {n} points over {d} parameters has {n ** d:,} members, above {MAX_GRID:,}; "
+                                 "use fewer points or parameters, or Latin-hypercube sampling")
+        axes = [np.linspace(0, 1, n) if n > 1 else np.array([0.5])] * d
+        unit = np.stack([a.ravel() for a in np.meshgrid(*axes, indexing="ij")], axis=1)
+    else:
+        unit = rng.random((n, d))
+    columns = {}
+    for j, (element, (kind, spec)) in enumerate(zip(elements, marginals)):
+        u = unit[:, j]
+        if kind == "uniform":
+            lo, hi = spec
+            columns[element.py_name] = lo + u * (hi - lo)
+        else:
+            # Keep the open unit interval: ppf(0) and ppf(1) are infinite for unbounded laws.
+            eps = np.finfo(float).eps
+            columns[element.py_name] = spec.ppf(np.clip(u, eps, 1 - eps))
+    return pd.DataFrame(columns)

@@ -1,0 +1,1 @@
+"""Speed measurements, run by hand or by `make benchmark`; not collected by pytest."""

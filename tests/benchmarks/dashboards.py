@@ -1,0 +1,207 @@
+"""Dashboard speed, measured in headless chromium (benchmarks, not tests).
+
+    python -m tests.benchmarks.dashboards [--moves 30] [--opens 3] [--output out/benchmarks/dashboards.json]
+
+Targets (issue 6):
+
+- live app: slider move to redrawn figure, p95 < 150 ms, measured in the browser from the
+  key press that moves a slider to the ``plotly_afterplot`` event of the redrawn figure;
+  every move goes to a new value, so no run comes from the app's cache;
+- report for 6 scenarios and a 5 x 5 lever grid: under 15 MB, opens in under 3 s (from
+  navigation to every figure drawn).
+
+The model is Goodwin over its default horizon (100 years, time step 0.01) until the
+reformism model lands. Goodwin ships three scenarios; the other three below are variants
+made for this benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..dashboards.browser import launch, missing_browser, serve
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "models" / "goodwin" / "goodwin.mdl"
+LEVERS = {"phillips slope": [1.0, 1.1, 1.25, 1.4, 1.5], "capital output ratio": [2.6, 2.8, 3.0, 3.2, 3.4]}
+EXTRA_SCENARIOS = {
+    "weak_unions": '"phillips slope" = 1.1\n"phillips intercept" = 1.0',
+    "fast_productivity": '"productivity growth rate" = 0.03',
+    "capital_intensive": '"capital output ratio" = 3.3',
+}
+TARGETS = {"app_p95_ms": 150.0, "report_mb": 15.0, "report_open_s": 3.0}
+
+AFTERPLOT = """() => {
+    window.__redraws = [];
+    const gd = document.querySelector('#trajectories .js-plotly-plot');
+    gd.on('plotly_afterplot', () => {
+        if (window.__pressed !== undefined) {
+            window.__redraws.push(performance.now() - window.__pressed);
+            window.__pressed = undefined;
+        }
+    });
+    document.addEventListener('keydown', () => { window.__pressed = performance.now(); }, true);
+}"""
+
+
+def _percentile(values, q):
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def bench_app(browser, moves: int) -> dict:
+    """Slider move to redrawn figure, in the browser, over the model's default horizon."""
+    from dashboards.app import Simulator, make_app
+    from pysd_runner import compile_model
+
+    model = compile_model(MODEL)
+    started = time.perf_counter()
+    app = make_app(model, scenario="baseline")
+    startup = time.perf_counter() - started
+    with serve(app) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.wait_for_selector("#trajectories .main-svg", timeout=60_000)
+        page.wait_for_timeout(500)
+        page.evaluate(AFTERPLOT)
+        slider = page.locator('[id=\'{"name":"phillips_slope","type":"lever"}\'] [role=slider]')
+        slider.focus()
+        for k in range(1, moves + 1):
+            page.keyboard.press("ArrowRight")  # each press: a new value (1.25 + 0.01 k), never cached
+            page.wait_for_function(f"() => window.__redraws.length >= {k}", timeout=60_000)
+        redraws = page.evaluate("() => window.__redraws")
+        page.close()
+    # The share of the time spent simulating: the same runs outside the browser.
+    simulator = Simulator(model, scenario=model.scenario_dir / "baseline.toml",
+                          variables=list(_shown_variables(model)))
+    runs = []
+    for k in range(5):
+        t0 = time.perf_counter()
+        simulator.run({"phillips_slope": 1.0 + 0.01 * k})
+        runs.append((time.perf_counter() - t0) * 1000)
+    return {
+        "moves": moves,
+        "redraw_ms_p50": _percentile(redraws, 50),
+        "redraw_ms_p95": _percentile(redraws, 95),
+        "redraw_ms_max": max(redraws),
+        "simulate_ms_median": statistics.median(runs),
+        "app_startup_s": startup,
+        "target_p95_ms": TARGETS["app_p95_ms"],
+    }
+
+
+def _shown_variables(model):
+    from dashboards.figures import sector_panels
+    from pysd_runner import run
+
+    full = run(model, scenario="baseline")
+    names = [v for group in sector_panels(full).values() for v in group]
+    return dict.fromkeys(names + ["employment_rate", "wage_share"])
+
+
+def _scenarios(folder: Path) -> list[Path]:
+    paths = sorted((MODEL.parent / "scenarios").glob("*.toml"))
+    for name, params in EXTRA_SCENARIOS.items():
+        path = folder / f"{name}.toml"
+        path.write_text(f'description = "Benchmark variant: {name}."\n[params]\n{params}\n')
+        paths.append(path)
+    return paths
+
+
+def bench_report(browser, opens: int, folder: Path) -> dict:
+    """Report size and open time for 6 scenarios and a 5 x 5 lever grid."""
+    from dashboards.grid import build_lever_grid
+    from dashboards.report import write_report
+    from pysd_runner import compile_model, run_scenarios
+
+    model = compile_model(MODEL)
+    scenarios = _scenarios(folder)
+    t0 = time.perf_counter()
+    runs = run_scenarios(model, scenarios)
+    grid = build_lever_grid(model, list(LEVERS), values=LEVERS, scenarios=scenarios)
+    compute = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    report = write_report(folder / "report.html", runs, grid=grid)
+    build = time.perf_counter() - t0
+    times = []
+    for _ in range(opens):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        t0 = time.perf_counter()
+        page.goto(report.as_uri())
+        page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+        times.append(time.perf_counter() - t0)
+        page.close()
+    return {
+        "scenarios": runs.sizes["scenario"],
+        "grid": "x".join(str(grid.sizes[d]) for d in json.loads(grid.attrs["levers"])),
+        "grid_variables": len([v for v in grid.data_vars if v != "ok"]),
+        "time_points": runs.sizes["time"],
+        "size_mb": report.stat().st_size / 1e6,
+        "open_s_median": statistics.median(times),
+        "open_s_max": max(times),
+        "runs_and_grid_s": compute,
+        "build_s": build,
+        "target_mb": TARGETS["report_mb"],
+        "target_open_s": TARGETS["report_open_s"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moves", type=int, default=30, help="slider moves in the app (default 30)")
+    parser.add_argument("--opens", type=int, default=3, help="times the report is opened (default 3)")
+    parser.add_argument("--output", type=Path, default=ROOT / "out" / "benchmarks" / "dashboards.json")
+    parser.add_argument("--skip-app", action="store_true")
+    parser.add_argument("--skip-report", action="store_true")
+    args = parser.parse_args(argv)
+    reason = missing_browser()
+    if reason:
+        print(f"cannot benchmark in a browser: {reason}", file=sys.stderr)
+        return 1
+    from playwright.sync_api import sync_playwright
+
+    results: dict = {"model": str(MODEL.relative_to(ROOT))}
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as tmp:
+        browser = launch(playwright)
+        if not args.skip_app:
+            results["app"] = bench_app(browser, args.moves)
+        if not args.skip_report:
+            results["report"] = bench_report(browser, args.opens, Path(tmp))
+        browser.close()
+    rows = []
+    if "app" in results:
+        a = results["app"]
+        rows += [
+            ("app: slider move -> redrawn figure, p50", f"{a['redraw_ms_p50']:.0f} ms", ""),
+            ("app: slider move -> redrawn figure, p95", f"{a['redraw_ms_p95']:.0f} ms",
+             f"< {a['target_p95_ms']:.0f} ms {'ok' if a['redraw_ms_p95'] < a['target_p95_ms'] else 'MISSED'}"),
+            ("app: one simulation (server side), median", f"{a['simulate_ms_median']:.0f} ms", ""),
+        ]
+    if "report" in results:
+        r = results["report"]
+        label = f"{r['scenarios']} scenarios, {r['grid']} grid"
+        rows += [
+            (f"report ({label}): size", f"{r['size_mb']:.1f} MB",
+             f"< {r['target_mb']:.0f} MB {'ok' if r['size_mb'] < r['target_mb'] else 'MISSED'}"),
+            (f"report ({label}): open, median", f"{r['open_s_median']:.2f} s",
+             f"< {r['target_open_s']:.0f} s {'ok' if r['open_s_median'] < r['target_open_s'] else 'MISSED'}"),
+            (f"report ({label}): open, max", f"{r['open_s_max']:.2f} s", ""),
+        ]
+    width = max(len(r[0]) for r in rows)
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>9}  {target}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"Wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

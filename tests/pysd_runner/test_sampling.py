@@ -1,0 +1,134 @@
+"""Sampling designs and global sensitivity analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from pysd_runner import ParameterError, compile_model, sample, sensitivity
+
+from ..conftest import FIXTURES, MODELS
+
+
+@pytest.fixture(scope="module")
+def goodwin():
+    return compile_model(MODELS / "goodwin" / "goodwin.mdl")
+
+
+@pytest.fixture(scope="module")
+def ishigami():
+    return compile_model(FIXTURES / "ishigami.mdl")
+
+
+def test_default_parameters_are_the_constants_with_ranges(goodwin):
+    frame = sample(goodwin, n=16, seed=0)
+    assert set(frame.columns) == {e.py_name for e in goodwin.constants}
+    for element in goodwin.constants:
+        lo, hi = element.limits
+        assert frame[element.py_name].between(lo, hi).all()
+
+
+@pytest.mark.parametrize("method", ["lhs", "sobol", "random", "grid"])
+def test_designs_are_reproducible_and_seed_zero_counts(goodwin, method):
+    params = ["phillips slope", "capital output ratio"]
+    a = sample(goodwin, params, method=method, n=8, seed=0)
+    b = sample(goodwin, params, method=method, n=8, seed=0)
+    np.testing.assert_array_equal(a.values, b.values)
+    if method != "grid":
+        c = sample(goodwin, params, method=method, n=8, seed=1)
+        assert not np.array_equal(a.values, c.values)
+
+
+def test_latin_hypercube_has_one_point_per_stratum(goodwin):
+    frame = sample(goodwin, ["phillips slope"], method="lhs", n=10, seed=3)
+    lo, hi = goodwin.elements["phillips_slope"].limits
+    strata = np.floor((frame["phillips_slope"] - lo) / (hi - lo) * 10)
+    assert sorted(strata) == list(range(10))
+
+
+def test_grid_covers_the_corners(goodwin):
+    frame = sample(goodwin, ["phillips slope", "phillips intercept"], method="grid", n=3)
+    assert len(frame) == 9
+    lo, hi = goodwin.elements["phillips_slope"].limits
+    assert sorted(set(frame["phillips_slope"])) == pytest.approx([lo, (lo + hi) / 2, hi])
+
+
+def test_distributions_and_bounds(goodwin):
+    frame = sample(goodwin, ["phillips slope", "capital output ratio"], n=4000, seed=2,
+                   distributions={"phillips slope": "norm(1.25, 0.05)"}, bounds={"capital output ratio": (2.5, 3.5)})
+    assert frame["phillips_slope"].mean() == pytest.approx(1.25, abs=0.01)
+    assert frame["phillips_slope"].std() == pytest.approx(0.05, rel=0.05)
+    assert frame["capital_output_ratio"].between(2.5, 3.5).all()
+    frozen = sample(goodwin, ["phillips slope"], n=100, seed=2, distributions={"phillips slope": stats.uniform(1, 0.5)})
+    assert frozen["phillips_slope"].between(1, 1.5).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"method": "halton"}, "method must be one of lhs, sobol, grid, random"),
+        ({"method": "sobol", "n": 100}, "power of two.*use 64 or 128"),
+        ({"n": 0}, "n must be a positive integer"),
+        ({"seed": -3}, "seed must be a non-negative integer"),
+        ({"params": ["phillips slop"]}, "Did you mean 'phillips slope'"),
+        ({"params": ["wage share"]}, "is a stock, not a parameter"),
+        ({"bounds": {"phillips slope": (2, 1)}}, r"min < max; got \[2, 1\]"),
+        ({"distributions": {"phillips slope": "banana(1)"}}, "'banana' is not a scipy.stats distribution"),
+        ({"distributions": {"phillips slope": "norm(a)"}}, "arguments must be numbers"),
+        ({"method": "grid", "n": 100}, "above 5,000,000"),
+    ],
+)
+def test_bad_sampling_input(goodwin, kwargs, pattern):
+    kwargs.setdefault("params", None)
+    with pytest.raises(ParameterError, match=pattern):
+        sample(goodwin, **kwargs)
+
+
+# Ishigami (a = 7, b = 0.1) on [-pi, pi]^3, analytic indices (Ishigami & Homma 1990;
+# Saltelli et al. 2008): S1 = (0.3139, 0.4424, 0), ST = (0.5576, 0.4424, 0.2437).
+ISHIGAMI_S1 = np.array([0.3139, 0.4424, 0.0])
+ISHIGAMI_ST = np.array([0.5576, 0.4424, 0.2437])
+
+
+def test_sobol_indices_of_ishigami_match_the_known_values(ishigami):
+    result = sensitivity(ishigami, metrics=["final(y)"], n=2048, seed=4)
+    s = result.sel(metric="final(y)")
+    assert list(result["param"].values) == ["x1", "x2", "x3"]
+    # The known values lie inside the bootstrap confidence intervals (plus a small
+    # allowance because the ranges are +-3.14159, not exactly pi).
+    slack = 0.01
+    assert (np.abs(s["S1"].values - ISHIGAMI_S1) <= s["S1_conf"].values + slack).all(), s["S1"].values
+    assert (np.abs(s["ST"].values - ISHIGAMI_ST) <= s["ST_conf"].values + slack).all(), s["ST"].values
+    assert result.attrs["members"] == 2048 * 5
+
+
+def test_morris_ranks_ishigami_inputs(ishigami):
+    result = sensitivity(ishigami, metrics=["final(y)"], method="morris", n=200, seed=4)
+    mu_star = result["mu_star"].sel(metric="final(y)").values
+    # x1 and x2 matter most; x3 acts only through x1 and has the smallest mean effect.
+    assert mu_star[2] < mu_star[0] and mu_star[2] < mu_star[1]
+    assert {"mu", "sigma", "mu_star_conf"} <= set(result.data_vars)
+
+
+def test_metrics_on_goodwin(goodwin):
+    result = sensitivity(goodwin, ["phillips slope", "phillips intercept"], metrics=[
+        "min(employment_rate)", "mean(wage share, 20, 80)", "time_of_max(wage_share)", "at(employment_rate, 50)",
+        lambda ds: ds["employment_rate"].max("time").values,
+    ], method="morris", n=4, seed=1, final_time=100)
+    assert list(result["metric"].values)[:2] == ["min(employment_rate)", "mean(wage_share, 20, 80)"]
+
+
+@pytest.mark.parametrize(
+    "metric, pattern",
+    [
+        ("median(y)", "FUNCTION one of"),
+        ("final(z)", "unknown variable 'z'"),
+        ("at(y)", r"at\(\) takes 1 number"),
+        ("at(y, 5)", r"time 5 is outside the run \[0, 1\]"),
+        ("mean(y, 1, 0)", "window"),
+    ],
+)
+def test_bad_metrics(ishigami, metric, pattern):
+    with pytest.raises(ParameterError, match=pattern):
+        sensitivity(ishigami, metrics=[metric], n=4, method="morris", seed=0)
