@@ -192,7 +192,8 @@ def _run_vectorised(model: CompiledModel, members: dict[str, np.ndarray], fixed:
         for stateful in statefuls:
             state = np.asarray(stateful.state, dtype=float)
             ok &= np.isfinite(np.broadcast_to(state, np.broadcast_shapes(state.shape, (n,)))).reshape(-1, n).all(axis=0)
-    values = {name: np.ascontiguousarray(store[name][:k].T) for name in outputs}
+    # A transposed view, not a copy: transposing members x times costs more than the run.
+    values = {name: store[name][:k].T for name in outputs}
     return _ChunkResult(times[:k].copy(), values, ok, [], "vectorised")
 
 
@@ -465,7 +466,10 @@ def _assemble(model: CompiledModel, members, results, times, outputs) -> xr.Data
     sub_coords: dict[str, np.ndarray] = {}
     for name in outputs:
         element = model.elements[name]
-        values = np.concatenate([r.values[name][:, : len(times)] for r in results], axis=0)
+        parts = [r.values[name][:, : len(times)] for r in results]
+        # Chunks are (members, times) views of time-major arrays: join them time-major too,
+        # which copies contiguous rows instead of transposing.
+        values = parts[0] if len(parts) == 1 else np.concatenate([np.swapaxes(p, 0, 1) for p in parts], axis=1).swapaxes(0, 1)
         dims = ("run", "time")
         for r in results:
             if r.subscripts and name in r.subscripts:
