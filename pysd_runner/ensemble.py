@@ -136,7 +136,7 @@ def _save_times(settings: dict[str, float]) -> int:
 
 
 def _run_vectorised(model: CompiledModel, members: dict[str, np.ndarray], fixed: dict[str, Any],
-                    settings: dict[str, float], outputs: list[str]) -> _ChunkResult:
+                    settings: dict[str, float], outputs: list[str], on_fraction=None) -> _ChunkResult:
     import pysd
 
     n = len(next(iter(members.values())))
@@ -179,11 +179,17 @@ def _run_vectorised(model: CompiledModel, members: dict[str, np.ndarray], fixed:
         clock.update(clock() + dt)
         pysd_model.clean_caches()
 
+    n_steps = max(1, int(round((settings["final_time"] - settings["initial_time"]) / settings["time_step"])))
+    report_every = max(1, n_steps // 100)
+    step = 0
     with np.errstate(all="ignore"):
         while clock.in_bounds():
             if clock.in_return():
                 record()
             euler_step()
+            step += 1
+            if on_fraction is not None and step % report_every == 0:
+                on_fraction(step / n_steps)
         if clock.in_return():
             record()
         ok = np.ones(n, bool)
@@ -236,11 +242,11 @@ def _run_one_by_one(model: CompiledModel, members: dict[str, np.ndarray], fixed:
     return _ChunkResult(np.asarray(times, float)[:n_times], values, ok, notes, "member-by-member", subscripts)
 
 
-def _run_chunk(model: CompiledModel, members, fixed, settings, outputs, blockers, seeds) -> _ChunkResult:
+def _run_chunk(model: CompiledModel, members, fixed, settings, outputs, blockers, seeds, on_fraction=None) -> _ChunkResult:
     if blockers:
         return _run_one_by_one(model, members, fixed, settings, outputs, seeds)
     try:
-        return _run_vectorised(model, members, fixed, settings, outputs)
+        return _run_vectorised(model, members, fixed, settings, outputs, on_fraction)
     except (TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError, OverflowError) as exc:
         element = _element_in_traceback(model, exc) or "an element"
         result = _run_one_by_one(model, members, fixed, settings, outputs, seeds)
@@ -303,10 +309,20 @@ def _execute(model, chunks, fixed, settings, outputs, blockers, seeds, executor,
     results: list[_ChunkResult | None] = [None] * len(chunks)
     with bar:
         if executor is None:
+            done = 0
             for i, index in enumerate(chunks):
                 seed_part = None if seeds is None else seeds[index]
-                results[i] = _run_chunk(model, members_of(index), fixed, settings, outputs, blockers, seed_part)
-                bar.update(len(index))
+
+                def advance(fraction, size=len(index)):
+                    # Members advance together through time: show the chunk's progress in members.
+                    bar.n = done + int(fraction * size)
+                    bar.refresh()
+
+                results[i] = _run_chunk(model, members_of(index), fixed, settings, outputs, blockers, seed_part,
+                                        advance if progress else None)
+                done += len(index)
+                bar.n = done
+                bar.refresh()
             return results
         from distributed import as_completed
 
