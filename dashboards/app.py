@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from html import escape as html_escape
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -358,7 +359,9 @@ def make_app(model, *, scenario=None):
         return out
 
     title = f"{model.name}{f' — {scen.name}' if scen else ''}"
-    app = dash.Dash(__name__, title=f"crisis app: {title}", update_title=None, serve_locally=True)
+    # Dash writes the title into the page as it is: escape the model and scenario names.
+    app = dash.Dash(__name__, title=html_escape(f"crisis app: {title}", quote=False), update_title=None,
+                    serve_locally=True)
     app.index_string = _INDEX
 
     def lever_control(lever: Lever):

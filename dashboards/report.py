@@ -10,7 +10,10 @@ The report is written for readers: open it in a browser, offline, and explore. I
   values when a slider moves;
 - fit against data, ensemble fan charts, sensitivity indices and loop dominance, each
   only when its input is given;
-- a searchable table of variables with units and documentation.
+- a searchable table of variables with units and documentation (plain HTML).
+
+plotly.js is inlined: the vendored basic bundle when it can draw every figure, which
+opens several times faster than plotly.py's full bundle (see :func:`plotly_bundle`).
 
 Every model-provided string is escaped: text in HTML with :func:`html.escape`, data in
 ``<script type="application/json">`` blocks as JSON in which ``<``, ``>`` and ``&`` are
@@ -22,10 +25,13 @@ Policy forbids the page any network request.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +43,18 @@ import xarray as xr
 from . import figures
 from .errors import DashboardInputError
 
-__all__ = ["build_report", "write_report", "load_dataset", "PANELS"]
+__all__ = ["build_report", "write_report", "load_dataset", "plotly_bundle", "BundleWarning", "PANELS"]
+
+#: The vendored plotly.js basic bundle (see dashboards/vendor/README.md): its trace types,
+#: version and sha256.
+BASIC_BUNDLE = Path(__file__).parent / "vendor" / "plotly-basic.min.js"
+BASIC_TRACE_TYPES = frozenset({"scatter", "bar", "pie"})
+BASIC_VERSION = "4.1.1"
+BASIC_SHA256 = "99784e3abfb07b142a15e521a439e6d9addceadb3f79553fd24c72774f0649ba"
+
+
+class BundleWarning(UserWarning):
+    """The report inlines plotly.py's full plotly.js bundle instead of the smaller basic one."""
 
 #: Panel ids in page order, with their headings. A panel appears only when its input exists.
 PANELS = {
@@ -85,6 +102,10 @@ section.panel h2{margin:.2rem 0 .4rem;font-size:1.25rem}
 .controls input[type=range]{width:220px}
 #grid-status{color:#b00020;min-height:1.2em}
 #table-search{width:100%;max-width:420px;padding:.4rem;font-size:1rem}
+#variables-table{border-collapse:collapse;width:100%;font-size:.9rem;margin-top:.6rem}
+#variables-table th,#variables-table td{text-align:left;vertical-align:top;padding:.35rem .5rem;border-bottom:1px solid #e3e5ee}
+#variables-table th{background:#e8eaf6}
+#variables-table td:nth-child(2){font-family:ui-monospace,monospace;font-size:.85rem}
 """
 
 _SCRIPT = r"""
@@ -92,9 +113,6 @@ _SCRIPT = r"""
   "use strict";
   var config = {responsive: true, displaylogo: false};
   function readJSON(id) { return JSON.parse(document.getElementById(id).textContent); }
-  function escapeText(s) {
-    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-  }
   var plotDivs = Array.prototype.slice.call(document.querySelectorAll("[data-figure]"));
   var afterDraw = {};  // div id -> function run once the div is drawn (restores control state)
 
@@ -179,24 +197,22 @@ _SCRIPT = r"""
     if (scenarioSelect) { scenarioSelect.addEventListener("change", window.updateGrid); }
   }
 
-  // Variable table: filter the records by every word typed.
+  // Variable table: show the rows that contain every word typed.
   var search = document.getElementById("table-search");
   if (search) {
-    var records = readJSON("table-data");
-    var columns = readJSON("table-columns");
-    var tableDiv = document.getElementById("plot-variables");
-    var filterTable = function () {
-      if (!tableDiv.hasAttribute("data-drawn")) { return; }
+    var rows = Array.prototype.slice.call(document.querySelectorAll("#variables-table tbody tr"));
+    var count = document.getElementById("table-count");
+    search.addEventListener("input", function () {
       var words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
-      var rows = records.filter(function (r) {
-        var text = columns.map(function (c) { return r[c]; }).join(" ").toLowerCase();
-        return words.every(function (w) { return text.indexOf(w) >= 0; });
+      var shown = 0;
+      rows.forEach(function (row) {
+        var text = row.getAttribute("data-search");
+        var match = words.every(function (w) { return text.indexOf(w) >= 0; });
+        row.hidden = !match;
+        if (match) { shown += 1; }
       });
-      var cells = columns.map(function (c) { return rows.map(function (r) { return escapeText(r[c]); }); });
-      Plotly.update(tableDiv, {"cells.values": [cells]}, {"title.text": "Variables (" + rows.length + ")"}, [0]);
-    };
-    search.addEventListener("input", filterTable);
-    afterDraw[tableDiv.id] = filterTable;
+      count.textContent = shown + " of " + rows.length + " variables";
+    });
   }
 
   drawNext();
@@ -239,8 +255,9 @@ def _json_block(element_id: str, payload: Any) -> str:
 # --------------------------------------------------------------------------- panels
 
 class _Panel:
-    def __init__(self, key: str, body: str, blocks: Sequence[str] = ()):
+    def __init__(self, key: str, body: str, blocks: Sequence[str] = (), trace_types: Sequence[str] = ()):
         self.key, self.body, self.blocks = key, body, list(blocks)
+        self.trace_types = set(trace_types)
 
     def html(self) -> str:
         return (f'<section class="panel" id="panel-{self.key}" data-panel="{self.key}">'
@@ -254,7 +271,7 @@ def _figure_panel(key: str, fig: go.Figure, *, scenario_aware: bool = False, bef
     height = fig.layout.height or 450
     body = (f'{before}<div class="plot" id="plot-{key}" data-figure="{block_id}"{aware} '
             f'style="height:{int(height)}px"></div>')
-    return _Panel(key, body, [_json_block(block_id, fig.to_json())])
+    return _Panel(key, body, [_json_block(block_id, fig.to_json())], {trace.type for trace in fig.data})
 
 
 def _grid_panel(grid: xr.Dataset) -> _Panel:
@@ -302,14 +319,21 @@ def _grid_panel(grid: xr.Dataset) -> _Panel:
 
 
 def _table_panel(runs: xr.Dataset) -> _Panel:
+    """The variables as an HTML table (text, so it is searchable, selectable and accessible)."""
     records = figures.variable_records(runs)
-    fig = figures.variable_table(runs)
-    before = ('<input type="search" id="table-search" placeholder="Search variables, units, documentation" '
-              'aria-label="Search variables">')
-    panel = _figure_panel("variables", fig, before=before)
-    panel.blocks.append(_json_block("table-data", records))
-    panel.blocks.append(_json_block("table-columns", [key for key, _ in figures.TABLE_COLUMNS]))
-    return panel
+    head = "".join(f"<th scope=\"col\">{_text(title)}</th>" for _, title in figures.TABLE_COLUMNS)
+    rows = []
+    for record in records:
+        haystack = " ".join(record.values()).lower()
+        cells = "".join(f"<td>{_text(record[key])}</td>" for key, _ in figures.TABLE_COLUMNS)
+        rows.append(f'<tr data-search="{_text(haystack)}">{cells}</tr>')
+    body = (
+        '<input type="search" id="table-search" placeholder="Search variables, units, documentation" '
+        'aria-label="Search variables">'
+        f'<p id="table-count" role="status">{len(records)} variables</p>'
+        f'<table id="variables-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+    return _Panel("variables", body)
 
 
 def _scenario_selector(runs: xr.Dataset) -> str:
@@ -342,6 +366,42 @@ def _header(runs: xr.Dataset, title: str) -> str:
     line = f"<p>{' · '.join(facts)}</p>" if facts else ""
     timing = f"<p>{_text(', '.join(settings))}</p>" if settings else ""
     return f"<header><h1>{_text(title)}</h1>{line}{timing}</header>"
+
+
+# --------------------------------------------------------------------------- plotly.js
+
+def _version_of(javascript: str) -> str | None:
+    found = re.search(r"plotly\.js[^\n]*? v(\d+\.\d+\.\d+)", javascript[:400])
+    return found.group(1) if found else None
+
+
+def plotly_bundle(trace_types: set[str] | frozenset[str]) -> tuple[str, str]:
+    """The plotly.js to inline: ``(description, javascript)``.
+
+    The vendored basic bundle (1.2 MB) when it holds every trace type used and matches
+    the plotly.js version of the installed plotly.py (whose figure JSON it must read);
+    otherwise plotly.py's full bundle (4.8 MB, several times slower to open), with a
+    :class:`BundleWarning` saying why.
+    """
+    import plotly.offline
+
+    wanted = plotly.offline.get_plotlyjs_version()
+    reason = None
+    extra = set(trace_types) - BASIC_TRACE_TYPES
+    if extra:
+        reason = f"the report uses trace types {sorted(extra)}, which the basic bundle lacks"
+    elif wanted != BASIC_VERSION:
+        reason = f"the installed plotly.py is built for plotly.js {wanted}, the vendored basic bundle is {BASIC_VERSION}"
+    elif not BASIC_BUNDLE.is_file():
+        reason = f"the vendored basic bundle {BASIC_BUNDLE} is missing"
+    if reason is None:
+        javascript = BASIC_BUNDLE.read_text(encoding="utf-8")
+        if hashlib.sha256(javascript.encode("utf-8")).hexdigest() != BASIC_SHA256 or _version_of(javascript) != wanted:
+            reason = f"the vendored basic bundle {BASIC_BUNDLE} is not the file recorded in dashboards/vendor/README.md"
+        else:
+            return f"plotly.js basic {BASIC_VERSION}", javascript
+    warnings.warn(f"inlining the full plotly.js bundle: {reason}", BundleWarning, stacklevel=3)
+    return f"plotly.js {wanted}", plotly.offline.get_plotlyjs()
 
 
 # --------------------------------------------------------------------------- the report
@@ -382,8 +442,6 @@ def build_report(
     --------
     >>> html_text = build_report("out/goodwin.nc")  # doctest: +SKIP
     """
-    import plotly.offline
-
     runs = load_dataset(runs, "runs")
     if "time" not in runs.dims:
         raise DashboardInputError(f"runs: the Dataset has no 'time' dim; dims are {list(runs.dims)}")
@@ -411,6 +469,7 @@ def build_report(
 
     body = "".join(s.html() for s in sections)
     blocks = "".join(b for s in sections for b in s.blocks)
+    _, javascript = plotly_bundle(set().union(*(s.trace_types for s in sections)))
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -421,7 +480,7 @@ def build_report(
         "<noscript><p>This report needs JavaScript to draw its figures.</p></noscript>"
         f"{_scenario_selector(runs)}{body}</main>{blocks}"
         # plotly.js last: the text of the page shows while the browser parses it.
-        f"<script>{plotly.offline.get_plotlyjs()}</script><script>{_SCRIPT}</script></body></html>\n"
+        f"<script>{javascript}</script><script>{_SCRIPT}</script></body></html>\n"
     )
 
 

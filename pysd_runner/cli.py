@@ -16,9 +16,12 @@ COMMANDS = {
     "run": "pysd_runner.commands:run_command",
     "ensemble": "pysd_runner.commands:ensemble_command",
     "sensitivity": "pysd_runner.commands:sensitivity_command",
+    "loops": "pysd_runner.commands_loops:loops",
     "report": "dashboards.commands:report",
     "grid": "dashboards.commands:grid",
     "app": "dashboards.commands:app",
+    "calibrate": "calibration.commands:calibrate",
+    "data": "calibration.commands:data",
 }
 
 

@@ -217,6 +217,7 @@ def run(
     errors: str = "raise",
     check_ranges: bool = True,
     progress: bool = False,
+    knockout: Sequence[Any] | None = None,
 ) -> xr.Dataset:
     """Simulate a model once and return its trajectories as an xarray Dataset.
 
@@ -252,6 +253,13 @@ def run(
         Reject parameter values outside the constants' Vensim ranges (default True).
     progress : bool
         Show a progress bar on stderr for runs longer than a second.
+    knockout : list, optional
+        Links to cut: each link's source is held at a fixed value as its target sees it
+        (its value at the initial time, or a given value), so the loops through the link
+        are switched off. Items are ``("source", "target")``, ``("source", "target",
+        value)``, ``"source->target"``, or ``"source"`` (held for every variable reading
+        it). The held values are recorded in the ``knockout`` attr (JSON). See
+        :mod:`pysd_runner.loops`.
 
     Returns
     -------
@@ -284,6 +292,11 @@ def run(
     settings = _time_settings(model, scen, final_time=final_time, time_step=time_step, saveper=saveper)
     outputs = _output_elements(model, variables)
     seed = _check_seed(seed)
+    knocked = None
+    if knockout is not None:
+        from .loops import _knockouts
+
+        knocked = _knockouts(model, knockout)
     if model.uses_random and seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
 
@@ -291,7 +304,7 @@ def run(
     try:
         if seed is not None:
             np.random.seed(seed)
-        times, columns, failure = _simulate(model, merged, settings, outputs, errors, progress)
+        times, columns, failure = _simulate(model, merged, settings, outputs, errors, progress, knocked)
     finally:
         np.random.set_state(rng_state)
 
@@ -306,12 +319,14 @@ def run(
 
     dataset = _to_dataset(model, times, columns, outputs)
     dataset.attrs.update(_provenance(model, merged, scen, seed, settings))
+    if knocked is not None:
+        dataset.attrs["knockout"] = json.dumps(knocked.describe())
     return dataset
 
 
-def _simulate(model, merged, settings, outputs, errors, progress):
+def _simulate(model, merged, settings, outputs, errors, progress, knocked=None):
     """Configure a fresh PySD model and integrate it, reading only the requested outputs."""
-    pysd_model = model.load()
+    pysd_model = model.load() if knocked is None else knocked.load()
     pysd_model._stepper_mode = False
     with warnings.catch_warnings():
         # A time series on a constant is this API's documented way to give a policy;
@@ -328,6 +343,8 @@ def _simulate(model, merged, settings, outputs, errors, progress):
             True,
             progress=False,
         )
+    if knocked is not None:
+        knocked.fix(pysd_model)
     integration = _Integration(model, pysd_model, outputs, errors)
     n_steps = int(round((settings["final_time"] - settings["initial_time"]) / settings["time_step"]))
     clock = pysd_model.time

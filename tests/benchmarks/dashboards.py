@@ -40,6 +40,19 @@ EXTRA_SCENARIOS = {
 }
 TARGETS = {"app_p95_ms": 150.0, "report_mb": 15.0, "report_open_s": 3.0}
 
+#: In-page times (ms from navigation start) at which the report marks its first view and
+#: every figure drawn. Measured in the page: Playwright's own polling only gets a turn
+#: between the report's drawing tasks, so it would see the marks late.
+OPEN_TIMES = """
+window.__open = {};
+new MutationObserver(() => {
+    const body = document.body;
+    if (!body) { return; }
+    if (body.hasAttribute('data-ready') && window.__open.ready === undefined) { window.__open.ready = performance.now(); }
+    if (body.hasAttribute('data-complete') && window.__open.complete === undefined) { window.__open.complete = performance.now(); }
+}).observe(document, {attributes: true, subtree: true, childList: true});
+"""
+
 AFTERPLOT = """() => {
     window.__redraws = [];
     const gd = document.querySelector('#trajectories .js-plotly-plot');
@@ -138,15 +151,16 @@ def bench_report(browser, opens: int, folder: Path) -> dict:
     t0 = time.perf_counter()
     report = write_report(folder / "report.html", runs, grid=grid)
     build = time.perf_counter() - t0
-    times, complete = [], []
+    times, complete, text = [], [], []
     for _ in range(opens):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        t0 = time.perf_counter()
-        page.goto(report.as_uri())
-        page.wait_for_selector("body[data-ready=true]", timeout=60_000)  # first view drawn
-        times.append(time.perf_counter() - t0)
-        page.wait_for_selector("body[data-complete=true]", timeout=60_000)  # every figure drawn
-        complete.append(time.perf_counter() - t0)
+        page.add_init_script(OPEN_TIMES)
+        page.goto(report.as_uri(), wait_until="commit")
+        page.wait_for_selector("body[data-complete=true]", timeout=60_000)
+        marks = page.evaluate("() => window.__open")
+        times.append(marks["ready"] / 1000)  # first view drawn
+        complete.append(marks["complete"] / 1000)  # every figure drawn
+        text.append(page.evaluate("() => performance.getEntriesByName('first-contentful-paint')[0].startTime") / 1000)
         page.close()
     return {
         "scenarios": runs.sizes["scenario"],
@@ -157,6 +171,7 @@ def bench_report(browser, opens: int, folder: Path) -> dict:
         "open_s_median": statistics.median(times),
         "open_s_max": max(times),
         "all_drawn_s_median": statistics.median(complete),
+        "first_text_s_median": statistics.median(text),
         "runs_and_grid_s": compute,
         "build_s": build,
         "target_mb": TARGETS["report_mb"],
@@ -207,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
              f"< {r['target_open_s']:.0f} s {'ok' if r['open_s_median'] < r['target_open_s'] else 'MISSED'}"),
             (f"report ({label}): open to first view drawn, max", f"{r['open_s_max']:.2f} s", ""),
             (f"report ({label}): open to every figure drawn, median", f"{r['all_drawn_s_median']:.2f} s", ""),
+            (f"report ({label}): open to first text shown, median", f"{r['first_text_s_median']:.2f} s", ""),
         ]
     width = max(len(r[0]) for r in rows)
     for name, value, target in rows:

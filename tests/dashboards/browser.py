@@ -14,7 +14,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CHROMIUM = Path("/usr/bin/chromium")
+#: Debian's chromium; CRISIS_CHROMIUM overrides it (the tests use that to check that a
+#: missing browser fails in CI).
+CHROMIUM = Path(os.environ.get("CRISIS_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -1,0 +1,191 @@
+"""``crisis calibrate`` and ``crisis data``: thin click wrappers over the calibration API."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import click
+
+from .errors import CheckpointError, DataError
+
+
+def _checkpoint_path(output: Path) -> Path:
+    return output.with_name(output.name + ".checkpoint")
+
+
+def _fmt(value: float, width: int = 11) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{'-':>{width}}"
+    return f"{value:>{width}.4g}"
+
+
+def fit_table(fit) -> list[str]:
+    """The parameter table and the per-series statistics table of a FitResult, as lines."""
+    lines = []
+    countries = list(fit["country"].values) if "country" in fit.dims else [None]
+    level = fit.attrs.get("level", 0.95)
+    for country in countries:
+        part = fit.sel(country=country) if country is not None else fit
+        if country is not None:
+            lines.append(f"[{country}]")
+        width = max(len(str(p)) for p in part["param"].values)
+        lines.append(f"  {'parameter':<{width}}  {'estimate':>11} {'lower':>11} {'upper':>11}  "
+                     f"({level:.0%} {fit.attrs.get('uncertainty', '')})")
+        for p in part["param"].values:
+            row = part.sel(param=p)
+            flag = "" if bool(row["identified"]) else "  not identified (open interval)"
+            lines.append(f"  {str(p):<{width}}  {_fmt(float(row['estimate']))} {_fmt(float(row['lower']))} "
+                         f"{_fmt(float(row['upper']))}{flag}")
+        width = max(len(str(s)) for s in part["series"].values)
+        lines.append("")
+        lines.append(f"  {'series':<{width}}  {'period':<8}{'n':>4} {'RMSE':>10} {'MAPE%':>8} {'R2':>8} "
+                     f"{'Theil U':>8} {'U^M':>6} {'U^S':>6} {'U^C':>6} {'vs naive':>9}")
+        for s in part["series"].values:
+            for period in ("fit", "holdout"):
+                row = part.sel(series=s, period=period)
+                n = float(row["n_points"])
+                if not n > 0:
+                    continue
+                naive = float(part["rmse_ratio_to_persistence"].sel(series=s)) if period == "holdout" else math.nan
+                lines.append(
+                    f"  {str(s):<{width}}  {period:<8}{int(n):>4} {_fmt(float(row['rmse']), 10)} "
+                    f"{_fmt(float(row['mape']), 8)} {_fmt(float(row['r2']), 8)} {_fmt(float(row['theil_u']), 8)} "
+                    f"{_fmt(float(row['theil_um']), 6)} {_fmt(float(row['theil_us']), 6)} "
+                    f"{_fmt(float(row['theil_uc']), 6)} {_fmt(naive, 9)}"
+                )
+        lines.append(f"  negative log-likelihood {float(part['nll']):.6g}, AIC {float(part['aic']):.6g}")
+    return lines
+
+
+@click.command("calibrate")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the FitResult (.nc).")
+@click.option("--seed", type=int, help="Replace the spec's seed.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint beside the output (OUTPUT.checkpoint/).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output, and discard an existing checkpoint.")
+@click.option("--fred-url", metavar="URL", help="Base address of the FRED CSV endpoint (default: $CRISIS_FRED_URL "
+                                                "or the public one).")
+def calibrate_command(spec, output, seed, resume, force, fred_url):
+    """Fit a model to data as a calibration spec says; print estimates, intervals and fit statistics.
+
+    A checkpoint is kept beside the output while the fit runs; after an interruption
+    (even kill -9) run the same command with --resume to continue without losing finished
+    model evaluations. An existing output is never overwritten without --force.
+
+    \b
+    Example:
+      crisis calibrate models/keen/calibration/us.toml --output out/keen-us.nc
+      crisis calibrate models/keen/calibration/us.toml --output out/keen-us.nc --resume
+    """
+    from pysd_runner import save
+
+    from .fit import calibrate
+
+    if output.suffix.lower() != ".nc":
+        raise DataError(f"--output '{output}' must end in .nc")
+    if output.exists() and not force:
+        raise CheckpointError(f"output '{output}' exists; pass --force to overwrite it")
+    checkpoint = _checkpoint_path(output)
+    if checkpoint.exists() and not resume and not force:
+        raise CheckpointError(f"a checkpoint of an unfinished fit exists at '{checkpoint}'; pass --resume to continue "
+                              "it or --force to start again")
+    fit = calibrate(spec, seed=seed, checkpoint=checkpoint, resume=resume, remove_checkpoint=False,
+                    fred_url=fred_url)
+    if output.exists() and not force:  # appeared while the fit ran
+        raise CheckpointError(f"output '{output}' appeared while the fit ran; the checkpoint is kept at "
+                              f"'{checkpoint}': pass --resume --force to write it")
+    written = save(fit, output)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    click.echo(f"{fit.attrs['model_name']}: {fit.attrs['method']} fit, seed {fit.attrs['seed']}, "
+               f"{fit.attrs['n_evaluations']} model evaluations in {fit.attrs['elapsed_seconds']:.1f} s"
+               + (f" ({fit.attrs['resumed_batches']} batches from the checkpoint)" if fit.attrs["resumed_batches"]
+                  else ""))
+    for line in fit_table(fit):
+        click.echo(line)
+    click.echo(f"Wrote {written}")
+
+
+@click.group("data")
+def data():
+    """The offline catalogue of public series: list them, show one, export it.
+
+    \b
+    Example:
+      crisis data list
+      crisis data show pwt.labour_share --country US --output us_labour_share.csv
+    """
+
+
+@data.command("list")
+def data_list():
+    """List the catalogue: name, span, countries, units and description.
+
+    \b
+    Example:
+      crisis data list
+    """
+    from .data import list_series
+
+    table = list_series()
+    width = max(len(n) for n in table["name"])
+    click.echo(f"{'series':<{width}}  {'span':<13} {'countries':>9}  {'units':<22} description")
+    for row in table.itertuples():
+        span = f"{row.start:g}-{row.end:g}"
+        click.echo(f"{row.name:<{width}}  {span:<13} {str(row.countries):>9}  {row.units[:22]:<22} "
+                   f"{row.description}")
+    click.echo("\nAlso: fred:SERIES_ID (downloaded once, then cached) and csv:PATH[#COLUMN].")
+
+
+@data.command("show")
+@click.argument("series")
+@click.option("--country", help="For panel series: ISO code (US or USA) or country name.")
+@click.option("--window", metavar="START:END", help="Keep times within START-END (calendar years).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the series as CSV.")
+@click.option("--fred-url", metavar="URL", help="Base address of the FRED CSV endpoint.")
+def data_show(series, country, window, output, fred_url):
+    """Show a series: its provenance and values; optionally write it as CSV.
+
+    \b
+    Example:
+      crisis data show pwt.profit_rate --country US
+      crisis data show us.federal_debt_ratio --window 1950:2019 --output debt.csv
+    """
+    from .data import load_series
+
+    span = None
+    if window:
+        start, sep, end = window.partition(":")
+        try:
+            span = (float(start), float(end))
+        except ValueError:
+            raise DataError(f"--window expects START:END in years, e.g. 1950:2019; got {window!r}") from None
+        if not sep:
+            raise DataError(f"--window expects START:END in years, e.g. 1950:2019; got {window!r}")
+    da = load_series(series, country=country, window=span, fred_url=fred_url)
+    click.echo(f"{da.name}: {da.attrs.get('description', '')}")
+    for key in ("units", "frequency", "country", "formula", "source", "licence", "package", "dataset", "transforms"):
+        if da.attrs.get(key):
+            click.echo(f"  {key}: {da.attrs[key]}")
+    frame = da.to_pandas()
+    if hasattr(frame, "columns"):
+        frame.columns = [str(c) for c in frame.columns]
+    times = da["time"].values
+    click.echo(f"  span: {times.min():g}-{times.max():g}, {times.size} times"
+               + (f", {da.sizes['country']} countries" if "country" in da.dims else ""))
+    text = frame.to_string(max_rows=12, float_format=lambda v: f"{v:.6g}")
+    click.echo(text)
+    if output is not None:
+        if output.suffix.lower() != ".csv":
+            raise DataError(f"--output '{output}' must end in .csv")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        out = frame.to_frame(str(da.name)) if not hasattr(frame, "columns") else frame
+        out.index.name = "time"
+        out.to_csv(output)
+        click.echo(f"Wrote {output}")
+
+
+# Names registered in pysd_runner.cli.COMMANDS.
+calibrate = calibrate_command

@@ -1,0 +1,213 @@
+"""The calibration problem for one country: observed data, vectorised simulation, likelihood.
+
+Simulation goes through :func:`pysd_runner.run_ensemble`: a whole batch of parameter
+vectors (a DE population, the walkers of an MCMC step, finite-difference neighbours) is
+one vectorised pass of the model. The objective is the Gaussian negative
+log-likelihood of the weighted residuals over the fit window, with each series' error
+scale given in the spec or estimated (profiled out: sigma^2 = SSR/n).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from pysd_runner import CrisisError, run_ensemble
+
+from . import transforms
+from .data import load_series, select
+from .errors import DataError, SpecError
+from .spec import CalibrationSpec, Observation
+
+#: Negative log-likelihood given to members whose run went non-finite: worse than any
+#: finite fit, but finite, so optimisers can compare and move away from them.
+PENALTY = 1e12
+
+
+@dataclass
+class Target:
+    """One observation's data: fit-window and hold-out points, on calendar times."""
+
+    observation: Observation
+    fit_times: np.ndarray
+    fit_values: np.ndarray
+    holdout_times: np.ndarray
+    holdout_values: np.ndarray
+    data: xr.DataArray        # the transformed series over its whole span (for plots)
+    before_holdout: float     # last observed value before the hold-out window (persistence forecast)
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.concatenate([self.fit_times, self.holdout_times])
+
+
+class Problem:
+    """Data and simulation for one spec and (optionally) one country."""
+
+    def __init__(self, spec: CalibrationSpec, country: str | None = None, *, fred_url=None, cache_dir=None):
+        self.spec = spec
+        self.country = country
+        self.parameters = spec.parameters
+        self.targets = [self._target(i, o, fred_url, cache_dir) for i, o in enumerate(spec.observations)]
+        self.variables = sorted({t.observation.variable for t in self.targets})
+        model = spec.model
+        t0 = float(model.control["initial_time"])
+        last = max(float(t.times.max()) for t in self.targets)
+        step = spec.time_step or float(model.control["time_step"])
+        all_times = np.unique(np.concatenate([t.times for t in self.targets]))
+        spacing = float(np.min(np.diff(all_times))) if all_times.size > 1 else 1.0
+        saveper = spec.saveper or max(step, math.floor(spacing / step + 1e-9) * step)
+        span = last - spec.origin
+        # Round the horizon up to the save grid so the last observation is simulated.
+        final = t0 + math.ceil(span / saveper - 1e-9) * saveper
+        self.settings = {"final_time": max(final, t0 + saveper), "time_step": step, "saveper": saveper}
+        self.t0 = t0
+        self.n_fit = np.array([t.fit_times.size for t in self.targets])
+
+    # ------------------------------------------------------------------ data
+    def _target(self, index: int, obs: Observation, fred_url, cache_dir) -> Target:
+        spec = self.spec
+        key = f"{spec.where}: observations[{index}]"
+        country = self.country if self.country is not None else obs.country
+        try:
+            if isinstance(obs.series, xr.DataArray):
+                data = obs.series
+                data = data.sortby("time") if data.sizes["time"] > 1 else data
+                if country is not None or "country" in data.dims:
+                    data = select(data, country=country)
+            else:
+                data = load_series(obs.series, country=country, base_dir=spec.base_dir, fred_url=fred_url,
+                                   cache_dir=cache_dir)
+            if "country" in data.dims:
+                raise SpecError(f"{key}.country: series '{obs.series}' is a panel; give a country (or countries)")
+            data = transforms.apply(data, obs.transform)
+        except SpecError:
+            raise
+        except CrisisError as exc:
+            raise SpecError(f"{key}.series: {exc}") from None
+        data = data.sel(time=data.notnull().values)
+        fit_window = obs.window or spec.fit
+        try:
+            fit = select(data, window=fit_window)
+        except DataError as exc:
+            raise SpecError(f"{key}: the fit window {'(observations.window)' if obs.window else '(time.fit)'}: "
+                            f"{exc}") from None
+        if fit.sizes["time"] == 0:
+            raise SpecError(f"{key}: the fit window {fit_window[0]:g}-{fit_window[1]:g} holds no data of "
+                            f"'{obs.name}'")
+        values = fit.values
+        if obs.error == "lognormal" and (values <= 0).any():
+            raise SpecError(f"{key}.error: 'lognormal' needs positive data; '{obs.name}' has {values.min():g}")
+        holdout_times = holdout_values = np.empty(0)
+        if spec.holdout is not None:
+            try:
+                held = select(data, window=spec.holdout)
+            except DataError as exc:
+                raise SpecError(f"{spec.where}: time.holdout: {exc}") from None
+            holdout_times, holdout_values = held["time"].values.astype(float), held.values.astype(float)
+        if spec.holdout is not None:
+            before = data.sel(time=data["time"].values < spec.holdout[0] - 1e-9)
+            previous = float(before.values[-1]) if before.sizes["time"] else math.nan
+        else:
+            previous = math.nan
+        return Target(obs, fit["time"].values.astype(float), values.astype(float), holdout_times, holdout_values,
+                      data, previous)
+
+    # ------------------------------------------------------------------ simulation
+    def simulate(self, values: np.ndarray) -> list[np.ndarray]:
+        """Model values at each target's times (fit then hold-out) for a batch of parameter rows.
+
+        ``values`` is (members, parameters) in model units. Returns one (members, times)
+        array per target; rows of members that went non-finite are NaN.
+        """
+        values = np.atleast_2d(np.asarray(values, dtype=float))
+        samples = {p.py_name: values[:, j] for j, p in enumerate(self.parameters)}
+        ds = run_ensemble(self.spec.model, samples, params=self.spec.fixed or None, variables=self.variables,
+                          scenario=self.spec.scenario, seed=self.spec.seed, **self.settings)
+        calendar = self.spec.origin + (ds["time"].values - self.t0)
+        ok = ds["ok"].values
+        out = []
+        for target in self.targets:
+            da = xr.DataArray(ds[target.observation.variable].values, dims=("run", "time"),
+                              coords={"time": calendar}, name=target.observation.variable)
+            da = transforms.apply(da, target.observation.model_transform)
+            grid = da["time"].values
+            times = target.times
+            position = np.searchsorted(grid, times - 1e-9)
+            exact = (position < grid.size) & np.isclose(grid[np.minimum(position, grid.size - 1)], times, atol=1e-9)
+            if exact.all():
+                sim = da.values[:, position]
+            else:
+                sim = np.stack([np.interp(times, grid, row, left=np.nan, right=np.nan) for row in da.values])
+            sim = np.where(ok[:, None], sim, np.nan)
+            out.append(sim)
+        return out
+
+    # ------------------------------------------------------------------ likelihood pieces
+    def residuals(self, simulated: list[np.ndarray], fit_only: bool = True) -> list[np.ndarray]:
+        """Residuals (model - data; logs for lognormal) per target, (members, points)."""
+        out = []
+        for target, sim in zip(self.targets, simulated):
+            n = target.fit_times.size
+            model = sim[:, :n] if fit_only else sim
+            data = target.fit_values if fit_only else np.concatenate([target.fit_values, target.holdout_values])
+            if target.observation.error == "lognormal":
+                with np.errstate(all="ignore"):
+                    out.append(np.log(model) - np.log(data))
+            else:
+                out.append(model - data)
+        return out
+
+    def ssr(self, simulated: list[np.ndarray]) -> np.ndarray:
+        """Sum of squared fit-window residuals, (members, targets); inf for non-finite members."""
+        columns = []
+        for r in self.residuals(simulated):
+            with np.errstate(all="ignore"):
+                s = np.sum(r * r, axis=1)
+            columns.append(np.where(np.isfinite(s), s, np.inf))
+        return np.stack(columns, axis=1)
+
+    def nll_from_ssr(self, ssr: np.ndarray) -> np.ndarray:
+        """Weighted Gaussian negative log-likelihood from SSRs (members, targets) -> (members,)."""
+        ssr = np.atleast_2d(ssr)
+        total = np.zeros(ssr.shape[0])
+        for i, target in enumerate(self.targets):
+            n = target.fit_times.size
+            obs = target.observation
+            s = ssr[:, i]
+            with np.errstate(all="ignore"):
+                if obs.sigma is None:
+                    # sigma profiled out: sigma^2 = SSR/n
+                    term = 0.5 * n * (np.log(2 * math.pi * np.maximum(s, 1e-300) / n) + 1)
+                else:
+                    term = 0.5 * s / obs.sigma**2 + n * math.log(obs.sigma) + 0.5 * n * math.log(2 * math.pi)
+            total += obs.weight * term
+        return np.where(np.isfinite(total), total, PENALTY)
+
+    def sigmas(self, ssr_row: np.ndarray) -> np.ndarray:
+        """Error scale per target: given, or estimated from the SSR of the best fit."""
+        return np.array([
+            t.observation.sigma if t.observation.sigma is not None else math.sqrt(max(s, 1e-300) / t.fit_times.size)
+            for t, s in zip(self.targets, np.ravel(ssr_row))
+        ])
+
+    def scaled_residuals(self, simulated: list[np.ndarray], sigmas: np.ndarray) -> np.ndarray:
+        """sqrt(weight) * residual / sigma, concatenated over targets: (members, points).
+
+        Minimising their sum of squares with sigmas fixed at the optimum's is the
+        likelihood's Gauss-Newton form; non-finite members get large finite residuals.
+        """
+        parts = []
+        for target, r, sigma in zip(self.targets, self.residuals(simulated), sigmas):
+            parts.append(math.sqrt(target.observation.weight) * r / sigma)
+        out = np.concatenate(parts, axis=1)
+        bad = ~np.isfinite(out).all(axis=1)
+        out[bad] = 1e6
+        return out
+
+    @property
+    def n_points(self) -> int:
+        return int(self.n_fit.sum())

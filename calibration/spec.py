@@ -1,0 +1,503 @@
+"""Calibration specs: a TOML file (or the same structure as Python objects), validated.
+
+A spec says which model and scenario to fit, which constants are free (bounds, prior,
+log scale), which model variable is compared with which data series (transform, weight,
+error model), the fit and hold-out windows, the method and its settings, the uncertainty
+method and the seed. Every error names the file and the key::
+
+    description = "Keen core, US 1950-2019"
+    model = "../keen.mdl"              # relative to this file
+    scenario = "good_equilibrium"      # optional
+    seed = 1
+    countries = ["US", "GB"]           # optional: one fit per country, stacked along `country`
+
+    [time]
+    origin = 1950                      # calendar year at the model's initial time
+    time_step = 0.03125                # optional overrides of the model's time settings
+    fit = [1950, 2007]
+    holdout = [2008, 2019]             # optional
+
+    [parameters."Phillips curve intercept"]
+    bounds = [0.02, 0.08]
+    prior = { dist = "norm", loc = 0.04, scale = 0.01 }   # optional; default uniform in bounds
+    log = false                        # optimise log(value) (bounds must be positive)
+    initial = 0.04                     # optional starting value (least_squares, mcmc)
+
+    [fixed]                            # optional constants held at given values
+    "initial debt ratio" = 0.5
+
+    [[observations]]
+    variable = "wage share"            # model variable (Vensim or Python name)
+    series = "pwt.labour_share"        # catalogue name, fred:ID or csv:PATH[#COLUMN]
+    country = "US"                     # for panel series (omit with `countries`)
+    transform = ["scale:1"]            # optional, applied to the data
+    model_transform = []               # optional, applied to the model variable
+    weight = 1.0
+    error = "normal"                   # or "lognormal" (residuals of logs)
+    sigma = "estimate"                 # or a number: the error scale
+
+    [method]
+    name = "differential_evolution"    # least_squares | differential_evolution | mcmc
+    popsize = 15                       # further settings per method (see calibration.methods)
+
+    [uncertainty]
+    method = "profile"                 # profile | bootstrap | posterior | none
+    level = 0.95
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from pysd_runner import CompiledModel, CrisisError, compile_model
+
+from .errors import DataError, SpecError, did_you_mean
+
+__all__ = ["CalibrationSpec", "FreeParameter", "Observation", "load_spec", "METHODS", "UNCERTAINTY"]
+
+METHODS = ("least_squares", "differential_evolution", "mcmc")
+UNCERTAINTY = ("profile", "bootstrap", "posterior", "none")
+ERRORS = ("normal", "lognormal")
+PRIORS = ("uniform", "norm", "lognorm", "truncnorm", "beta", "gamma")
+
+_TOP = {"description", "model", "scenario", "seed", "countries", "time", "parameters", "fixed", "observations",
+        "method", "uncertainty", "checkpoint"}
+_TIME = {"origin", "time_step", "saveper", "fit", "holdout"}
+_PARAMETER = {"bounds", "prior", "log", "initial"}
+_OBSERVATION = {"variable", "series", "country", "transform", "model_transform", "weight", "error", "sigma", "window",
+                "name"}
+_METHOD_SETTINGS = {
+    "least_squares": {"n_starts", "max_nfev", "ftol", "xtol", "gtol", "loss", "diff_step"},
+    "differential_evolution": {"popsize", "maxiter", "tol", "atol", "mutation", "recombination", "strategy", "polish",
+                               "init"},
+    "mcmc": {"n_walkers", "n_steps", "burn", "thin", "start", "init_scale", "moves"},
+}
+_UNCERTAINTY_SETTINGS = {"method", "level", "n_bootstrap", "block_length", "n_points", "span"}
+_CHECKPOINT = {"interval"}
+
+
+@dataclass(frozen=True)
+class FreeParameter:
+    """A constant the fit may move: its bounds, prior and scale."""
+
+    name: str          # Vensim name
+    py_name: str
+    lower: float
+    upper: float
+    log: bool = False
+    prior: dict = field(default_factory=lambda: {"dist": "uniform"})
+    initial: float | None = None
+    units: str = ""
+
+    def to_internal(self, values):
+        """Model values -> optimiser coordinates (log for log-scale parameters)."""
+        return np.log(values) if self.log else np.asarray(values, dtype=float)
+
+    def to_model(self, values):
+        # exp(log(bound)) can land one rounding step outside the bound: clip back.
+        return np.clip(np.exp(values), self.lower, self.upper) if self.log else np.asarray(values, dtype=float)
+
+    @property
+    def internal_bounds(self) -> tuple[float, float]:
+        return (math.log(self.lower), math.log(self.upper)) if self.log else (self.lower, self.upper)
+
+
+@dataclass
+class Observation:
+    """One model variable compared with one data series."""
+
+    name: str                 # label along the result's `series` dim
+    variable: str             # model variable, Python name
+    variable_long_name: str
+    series: Any               # catalogue name, fred:/csv: string, or a DataArray given directly
+    country: str | None = None
+    transform: list = field(default_factory=list)
+    model_transform: list = field(default_factory=list)
+    weight: float = 1.0
+    error: str = "normal"
+    sigma: float | None = None   # None: estimated
+    window: tuple[float, float] | None = None
+
+
+@dataclass
+class CalibrationSpec:
+    """A validated calibration spec. Build one with :func:`load_spec`."""
+
+    model: CompiledModel
+    parameters: list[FreeParameter]
+    observations: list[Observation]
+    fit: tuple[float, float]
+    holdout: tuple[float, float] | None = None
+    origin: float = 0.0
+    time_step: float | None = None
+    saveper: float | None = None
+    scenario: str | None = None
+    fixed: dict = field(default_factory=dict)
+    method: str = "differential_evolution"
+    settings: dict = field(default_factory=dict)
+    uncertainty: str = "profile"
+    uncertainty_settings: dict = field(default_factory=dict)
+    seed: int | None = None
+    countries: list[str] | None = None
+    description: str = ""
+    path: Path | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+    checkpoint_interval: float = 5.0
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return f"spec '{self.path}'" if self.path else "calibration spec"
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.parameters]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _fail(where: str, key: str, message: str) -> SpecError:
+    return SpecError(f"{where}: {key}: {message}")
+
+
+def _number(value, where, key, *, positive=False, integer=False, minimum=None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise _fail(where, key, f"must be a number; got {value!r}")
+    if integer and float(value) != int(value):
+        raise _fail(where, key, f"must be a whole number; got {value!r}")
+    value = int(value) if integer else float(value)
+    if not math.isfinite(value):
+        raise _fail(where, key, f"must be finite; got {value!r}")
+    if positive and value <= 0:
+        raise _fail(where, key, f"must be positive; got {value!r}")
+    if minimum is not None and value < minimum:
+        raise _fail(where, key, f"must be at least {minimum}; got {value!r}")
+    return value
+
+
+def _pair(value, where, key) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise _fail(where, key, f"must be a pair [start, end]; got {value!r}")
+    a, b = (_number(v, where, key) for v in value)
+    if a > b:
+        raise _fail(where, key, f"is reversed: {a:g} > {b:g}; write [low, high]")
+    return a, b
+
+
+def _unknown_keys(given: Mapping, allowed: set, where: str, key: str) -> None:
+    for name in given:
+        if name not in allowed:
+            raise _fail(where, f"{key}{'.' if key else ''}{name}",
+                        f"unknown key; allowed: {', '.join(sorted(allowed))}.{did_you_mean(str(name), allowed)}")
+
+
+def _steps(value, where, key) -> list:
+    from . import transforms
+
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise _fail(where, key, f"must be a transform or a list of them; got {value!r}")
+    for step in value:
+        try:
+            transforms.parse(step)
+        except DataError as exc:
+            raise _fail(where, key, str(exc)) from None
+    return list(value)
+
+
+def _prior(value, where, key, lower, upper) -> dict:
+    from scipy import stats
+
+    if value is None or value == "uniform":
+        return {"dist": "uniform"}
+    if isinstance(value, str):
+        value = {"dist": value}
+    if not isinstance(value, Mapping) or "dist" not in value:
+        raise _fail(where, key, f"must be 'uniform' or a table with dist and its arguments; got {value!r}")
+    dist = value["dist"]
+    if dist not in PRIORS:
+        raise _fail(where, key + ".dist", f"unknown distribution {dist!r}; allowed: {', '.join(PRIORS)}"
+                    + did_you_mean(str(dist), PRIORS))
+    args = {k: v for k, v in value.items() if k != "dist"}
+    if dist == "uniform":
+        return {"dist": "uniform"}
+    try:
+        frozen = getattr(stats, dist)(**args)
+        density = frozen.pdf(np.array([lower, (lower + upper) / 2, upper]))
+    except (TypeError, ValueError) as exc:
+        raise _fail(where, key, f"invalid arguments for {dist}: {exc}") from None
+    if not np.all(np.isfinite(density)):
+        raise _fail(where, key, f"{dist}{args} has no finite density within the bounds")
+    return {"dist": dist, **args}
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_spec(source: str | os.PathLike | Mapping | CalibrationSpec, *, seed: int | None = None) -> CalibrationSpec:
+    """Read and validate a spec from a TOML file, or validate a mapping of the same structure.
+
+    In a mapping, ``model`` may be a :class:`~pysd_runner.CompiledModel` and an
+    observation's ``series`` an :class:`xarray.DataArray` (a ``time`` dim in calendar
+    years): the "objects" form used from Python and in tests. ``seed``, if given,
+    replaces the spec's seed.
+    """
+    if isinstance(source, CalibrationSpec):
+        spec = copy.copy(source)
+        if seed is not None:
+            spec.seed = _seed(seed, spec.where)
+        return spec
+    if isinstance(source, Mapping):
+        raw, path, base = dict(source), None, Path(source.get("base_dir", Path.cwd()))
+        raw.pop("base_dir", None)
+        where = "calibration spec"
+    else:
+        path = Path(source).expanduser()
+        where = f"spec '{path}'"
+        if not path.is_file():
+            raise SpecError(f"{where}: file does not exist")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{where}: not valid TOML: {exc}") from None
+        base = path.parent
+    return _validate(raw, where, path, base, seed)
+
+
+def _seed(value, where) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < 2**32:
+        raise SpecError(f"{where}: seed: must be an integer between 0 and 2**32 - 1; got {value!r}")
+    return int(value)
+
+
+def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> CalibrationSpec:
+    _unknown_keys(raw, _TOP, where, "")
+    # model
+    if "model" not in raw:
+        raise _fail(where, "model", "is required: the model file (relative to the spec) or a compiled model")
+    model = raw["model"]
+    if not isinstance(model, CompiledModel):
+        if not isinstance(model, (str, os.PathLike)):
+            raise _fail(where, "model", f"must be a path to a model file; got {model!r}")
+        model_path = Path(model).expanduser()
+        if not model_path.is_absolute():
+            model_path = base / model_path
+        try:
+            model = compile_model(model_path)
+        except CrisisError as exc:
+            raise _fail(where, "model", str(exc)) from None
+    scenario = raw.get("scenario")
+    if scenario is not None:
+        if not isinstance(scenario, str):
+            raise _fail(where, "scenario", f"must be a scenario name or a TOML path; got {scenario!r}")
+        from pysd_runner import load_scenario
+
+        candidate = Path(scenario)
+        if candidate.suffix == ".toml" and not candidate.is_absolute():
+            scenario = str(base / candidate)
+        try:
+            load_scenario(scenario, model)
+        except CrisisError as exc:
+            raise _fail(where, "scenario", str(exc)) from None
+
+    # time
+    time = raw.get("time", {})
+    if not isinstance(time, Mapping):
+        raise _fail(where, "time", "must be a table")
+    _unknown_keys(time, _TIME, where, "time")
+    if "fit" not in time:
+        raise _fail(where, "time.fit", "is required: the fit window [start, end] in calendar years")
+    fit = _pair(time["fit"], where, "time.fit")
+    holdout = _pair(time["holdout"], where, "time.holdout") if time.get("holdout") is not None else None
+    if holdout is not None and holdout[0] <= fit[0]:
+        raise _fail(where, "time.holdout", f"must start after the fit window starts ({fit[0]:g}); got {holdout[0]:g}")
+    initial = float(model.control["initial_time"])
+    origin = _number(time.get("origin", initial), where, "time.origin")
+    time_step = _number(time["time_step"], where, "time.time_step", positive=True) if "time_step" in time else None
+    saveper = _number(time["saveper"], where, "time.saveper", positive=True) if "saveper" in time else None
+    if fit[0] < origin:
+        raise _fail(where, "time.fit", f"starts at {fit[0]:g}, before the model's start (time.origin = {origin:g})")
+
+    # parameters
+    params = raw.get("parameters")
+    if not isinstance(params, Mapping) or not params:
+        raise _fail(where, "parameters", "must be a table with at least one free parameter")
+    free: list[FreeParameter] = []
+    for name, entry in params.items():
+        key = f"parameters.{name!r}" if " " in str(name) else f"parameters.{name}"
+        try:
+            element = model.resolve(name, kinds=("constant",), role="constant")
+        except CrisisError as exc:
+            raise _fail(where, key, str(exc)) from None
+        if isinstance(entry, (list, tuple)):
+            entry = {"bounds": entry}
+        if not isinstance(entry, Mapping):
+            raise _fail(where, key, f"must be a table with bounds (or a pair [low, high]); got {entry!r}")
+        _unknown_keys(entry, _PARAMETER, where, key)
+        if "bounds" not in entry:
+            raise _fail(where, f"{key}.bounds", "is required: [low, high]")
+        bounds = entry["bounds"]
+        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+            raise _fail(where, f"{key}.bounds", f"must be a pair [low, high]; got {bounds!r}")
+        lower, upper = (_number(b, where, f"{key}.bounds") for b in bounds)
+        if not lower < upper:
+            raise _fail(where, f"{key}.bounds", f"are reversed or empty: low {lower:g} must be below high {upper:g}")
+        lo, hi = element.limits
+        if (lo is not None and lower < lo) or (hi is not None and upper > hi):
+            raise _fail(where, f"{key}.bounds",
+                        f"[{lower:g}, {upper:g}] leave the Vensim range {element.range_text} of '{element.name}'")
+        log = entry.get("log", False)
+        if not isinstance(log, bool):
+            raise _fail(where, f"{key}.log", f"must be true or false; got {log!r}")
+        if log and lower <= 0:
+            raise _fail(where, f"{key}.log", f"a log-scale parameter needs positive bounds; got low {lower:g}")
+        start = entry.get("initial")
+        if start is not None:
+            start = _number(start, where, f"{key}.initial")
+            if not lower <= start <= upper:
+                raise _fail(where, f"{key}.initial", f"{start:g} is outside the bounds [{lower:g}, {upper:g}]")
+        prior = _prior(entry.get("prior"), where, f"{key}.prior", lower, upper)
+        if any(p.py_name == element.py_name for p in free):
+            raise _fail(where, key, f"'{element.name}' is given twice")
+        free.append(FreeParameter(element.name, element.py_name, lower, upper, log, prior, start, element.units))
+
+    fixed = raw.get("fixed", {})
+    if not isinstance(fixed, Mapping):
+        raise _fail(where, "fixed", "must be a table of constant = value")
+    fixed_resolved = {}
+    for name, value in fixed.items():
+        try:
+            element = model.resolve(name, kinds=("constant",), role="constant")
+        except CrisisError as exc:
+            raise _fail(where, f"fixed.{name}", str(exc)) from None
+        if any(p.py_name == element.py_name for p in free):
+            raise _fail(where, f"fixed.{name}", f"'{element.name}' is also a free parameter")
+        fixed_resolved[element.name] = _number(value, where, f"fixed.{name}")
+
+    # countries
+    countries = raw.get("countries")
+    if countries is not None:
+        if (not isinstance(countries, (list, tuple)) or not countries
+                or not all(isinstance(c, str) and c.strip() for c in countries)):
+            raise _fail(where, "countries", f"must be a non-empty list of country codes; got {countries!r}")
+        countries = [c.strip() for c in countries]
+        if len(set(countries)) != len(countries):
+            raise _fail(where, "countries", f"lists a country twice: {countries}")
+
+    # observations
+    observations = raw.get("observations")
+    if not isinstance(observations, (list, tuple)) or not observations:
+        raise _fail(where, "observations", "must be a list of at least one [[observations]] table")
+    obs: list[Observation] = []
+    for i, entry in enumerate(observations):
+        key = f"observations[{i}]"
+        if not isinstance(entry, Mapping):
+            raise _fail(where, key, "must be a table")
+        _unknown_keys(entry, _OBSERVATION, where, key)
+        for required in ("variable", "series"):
+            if required not in entry:
+                raise _fail(where, f"{key}.{required}", "is required")
+        try:
+            element = model.resolve(entry["variable"], kinds=("stock", "flow", "auxiliary"), role="variable")
+        except CrisisError as exc:
+            raise _fail(where, f"{key}.variable", str(exc)) from None
+        series = entry["series"]
+        if not isinstance(series, (str, xr.DataArray)):
+            raise _fail(where, f"{key}.series", f"must be a series name or a DataArray; got {type(series).__name__}")
+        if isinstance(series, xr.DataArray) and "time" not in series.dims:
+            raise _fail(where, f"{key}.series", f"a DataArray series needs a 'time' dim; got dims {series.dims}")
+        country = entry.get("country")
+        if country is not None and countries is not None:
+            raise _fail(where, f"{key}.country", "give either countries (top level) or a country per observation")
+        weight = _number(entry.get("weight", 1.0), where, f"{key}.weight", positive=True)
+        error = entry.get("error", "normal")
+        if error not in ERRORS:
+            raise _fail(where, f"{key}.error", f"unknown error model {error!r}; allowed: {', '.join(ERRORS)}")
+        sigma = entry.get("sigma", "estimate")
+        if sigma == "estimate":
+            sigma = None
+        else:
+            sigma = _number(sigma, where, f"{key}.sigma", positive=True)
+        window = _pair(entry["window"], where, f"{key}.window") if entry.get("window") is not None else None
+        label = entry.get("name") or (series if isinstance(series, str) else str(series.name or element.py_name))
+        if not isinstance(label, str):
+            raise _fail(where, f"{key}.name", f"must be a string; got {label!r}")
+        if any(o.name == label for o in obs):
+            label = f"{label}~{element.py_name}"
+        obs.append(Observation(
+            name=label, variable=element.py_name, variable_long_name=element.name, series=series,
+            country=country, transform=_steps(entry.get("transform"), where, f"{key}.transform"),
+            model_transform=_steps(entry.get("model_transform"), where, f"{key}.model_transform"),
+            weight=weight, error=error, sigma=sigma, window=window,
+        ))
+        if isinstance(series, str) and not series.startswith(("fred:", "csv:")):
+            from .data import catalogue
+
+            if series not in catalogue():
+                raise _fail(where, f"{key}.series", f"{series!r} is not in the catalogue (see `crisis data list`)"
+                            + did_you_mean(series, catalogue()))
+
+    # method
+    method = raw.get("method", {"name": "differential_evolution"})
+    if isinstance(method, str):
+        method = {"name": method}
+    if not isinstance(method, Mapping):
+        raise _fail(where, "method", "must be a table with a name")
+    name = method.get("name", "differential_evolution")
+    if name not in METHODS:
+        raise _fail(where, "method.name", f"unknown method {name!r}; allowed: {', '.join(METHODS)}"
+                    + did_you_mean(str(name), METHODS))
+    settings = {k: v for k, v in method.items() if k != "name"}
+    _unknown_keys(settings, _METHOD_SETTINGS[name], where, "method")
+    for k in ("n_starts", "max_nfev", "popsize", "maxiter", "n_walkers", "n_steps", "burn", "thin"):
+        if k in settings:
+            _number(settings[k], where, f"method.{k}", integer=True, minimum=0 if k == "burn" else 1)
+
+    uncertainty = raw.get("uncertainty", {})
+    if isinstance(uncertainty, str):
+        uncertainty = {"method": uncertainty}
+    if not isinstance(uncertainty, Mapping):
+        raise _fail(where, "uncertainty", "must be a table with a method")
+    _unknown_keys(uncertainty, _UNCERTAINTY_SETTINGS, where, "uncertainty")
+    default_uncertainty = "posterior" if name == "mcmc" else "profile"
+    u_method = uncertainty.get("method", default_uncertainty)
+    if u_method not in UNCERTAINTY:
+        raise _fail(where, "uncertainty.method", f"unknown method {u_method!r}; allowed: {', '.join(UNCERTAINTY)}")
+    if u_method == "posterior" and name != "mcmc":
+        raise _fail(where, "uncertainty.method", "'posterior' needs method.name = 'mcmc'")
+    level = _number(uncertainty.get("level", 0.95), where, "uncertainty.level")
+    if not 0 < level < 1:
+        raise _fail(where, "uncertainty.level", f"must be between 0 and 1; got {level:g}")
+    u_settings = {k: v for k, v in uncertainty.items() if k != "method"}
+    u_settings["level"] = level
+
+    checkpoint = raw.get("checkpoint", {})
+    if not isinstance(checkpoint, Mapping):
+        raise _fail(where, "checkpoint", "must be a table")
+    _unknown_keys(checkpoint, _CHECKPOINT, where, "checkpoint")
+    interval = _number(checkpoint.get("interval", 5.0), where, "checkpoint.interval", minimum=0)
+
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise _fail(where, "description", "must be a string")
+    return CalibrationSpec(
+        model=model, parameters=free, observations=obs, fit=fit, holdout=holdout, origin=origin,
+        time_step=time_step, saveper=saveper, scenario=scenario, fixed=fixed_resolved, method=name,
+        settings=settings, uncertainty=u_method, uncertainty_settings=u_settings,
+        seed=_seed(raw.get("seed") if seed is None else seed, where), countries=countries,
+        description=description, path=path, base_dir=base, checkpoint_interval=interval, raw=raw,
+    )

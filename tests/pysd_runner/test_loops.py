@@ -1,0 +1,372 @@
+"""Feedback-loop analysis: graph polarity, loop listing, Loops That Matter dominance, knock-outs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from pysd_runner import compile_model, load_result, run, save
+from pysd_runner.cli import main
+from pysd_runner.errors import ParameterError
+from pysd_runner.loops import (
+    LoopScoreWarning,
+    LoopsFileError,
+    TooManyLoopsError,
+    _Trajectories,
+    causal_graph,
+    dominance_periods,
+    find_loops,
+    link_scores,
+    loop_dominance,
+    match_named_loops,
+)
+
+from ..conftest import FIXTURES, MODELS
+
+GOODWIN = MODELS / "goodwin" / "goodwin.mdl"
+REFORMISM = MODELS / "reformism" / "reformism.mdl"
+PROFIT_SQUEEZE = [
+    "employment_rate", "wage_growth_rate", "wage_share_growth_rate", "change_in_wage_share", "wage_share",
+    "profit_share", "profit_rate", "accumulation_rate", "growth_rate_of_output", "employment_growth_rate",
+    "change_in_employment_rate",
+]
+
+
+@pytest.fixture(scope="module")
+def goodwin():
+    return compile_model(GOODWIN)
+
+
+def _peaks(values: np.ndarray) -> int:
+    return int(((values[1:-1] > values[:-2]) & (values[1:-1] > values[2:])).sum())
+
+
+# --------------------------------------------------------------------------- hand-checkable cases
+
+def test_first_order_decay_has_one_balancing_loop_with_relative_score_minus_one():
+    model = compile_model(FIXTURES / "loops_decay.mdl")
+    loops = find_loops(model)
+    assert [(lp.polarity, lp.variables) for lp in loops] == [("B", ("stock", "outflow"))]
+    assert loops[0].links == ("+", "-")
+    ds = loop_dominance(model)
+    assert ds.sizes == {"time": 21, "loop": 1, "link": 2}
+    # Scores need two earlier Euler steps: undefined at the initial time only (saveper 1, dt 1/16).
+    assert np.isnan(ds["relative_score"].isel(time=0)).all()
+    np.testing.assert_allclose(ds["relative_score"].isel(time=slice(1, None)), -1.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ds["loop_score"].isel(time=slice(1, None)), -1.0, rtol=0, atol=1e-9)
+    assert ds["dominant"].isel(time=slice(1, None)).all()
+    assert str(ds["polarity"].item()) == "B"
+
+
+def test_logistic_growth_switches_dominance_at_half_capacity():
+    model = compile_model(FIXTURES / "loops_logistic.mdl")
+    ds = loop_dominance(model)
+    polarity = {str(loop): str(ds["polarity"].sel(loop=loop).item()) for loop in ds["loop"].values}
+    assert sorted(polarity.values()) == ["B", "R"]
+    reinforcing = next(k for k, v in polarity.items() if v == "R")
+    balancing = next(k for k, v in polarity.items() if v == "B")
+    saveper = ds.attrs["saveper"]
+    # The inflection point (population = half the carrying capacity), at time-step resolution.
+    fine = run(model, saveper=model.control["time_step"], variables=["population"])
+    inflection = float(fine["time"][np.argmax(fine["population"].values >= 500)])
+    (r_start, r_end), = dominance_periods(ds, reinforcing)
+    (b_start, b_end), = dominance_periods(ds, balancing)
+    assert r_start == saveper and b_end == ds["time"].values[-1]
+    assert b_start == pytest.approx(r_end + saveper)
+    assert abs(b_start - inflection) <= saveper
+    assert r_end <= inflection <= b_start
+    # Relative scores of the two loops always split the whole change between them.
+    rel = ds["relative_score"].isel(time=slice(1, None))
+    np.testing.assert_allclose(np.abs(rel).sum("loop"), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("fixture, links", [
+    ("loops_flows_separate.mdl", {("outflow", "s"): -0.25, ("inflow", "s"): 1.25}),
+    ("loops_flows_netted.mdl", {("outflow", "net_flow"): -0.25, ("inflow", "net_flow"): 1.25, ("net_flow", "s"): 1.0}),
+])
+def test_flow_to_stock_score_matches_the_published_worked_example(fixture, links):
+    # Schoenberg, Hayward & Eberlein (2023): inflow 5 -> 10, outflow 4 -> 5, stock 100 -> 101 -> 106.
+    # The corrected flow-to-stock score of the outflow is -|1 / (5 - 1)| = -0.25, the same whether
+    # the flows enter the stock separately or netted into one flow (whose link to the stock scores 1).
+    ds = link_scores(FIXTURES / fixture, links=list(links))
+    first = {("outflow", "s"): 2, ("inflow", "s"): 2, ("outflow", "net_flow"): 1, ("inflow", "net_flow"): 1,
+             ("net_flow", "s"): 2}
+    for (source, target), expected in links.items():
+        score = ds["link_score"].sel(link=f"{source} -> {target}").values
+        assert np.isnan(score[: first[(source, target)]]).all()
+        np.testing.assert_allclose(score[first[(source, target)]:], expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(run(FIXTURES / fixture, variables=["S"])["s"].values[:3], [100, 101, 106])
+
+
+# --------------------------------------------------------------------------- graph and polarity
+
+def test_polarity_from_equation_structure_and_from_a_run():
+    graph = causal_graph(FIXTURES / "loops_polarity.mdl", numeric=False)
+    structural = {target: graph.edges["x", target]["polarity"] for _, target in graph.out_edges("x")}
+    assert structural == {
+        "doubled": "+", "negated": "-", "reciprocal": "-", "decay_factor": "-", "capped": "+",
+        "falling_effect": "-", "rooted": "+", "squared": "+", "ratio": "-", "smoothed": "+",
+        "either_sign": "?", "switched": "?", "waved": "?",
+    }
+    assert graph.nodes["x"]["stock"] and graph.nodes["x"]["name"] == "x"
+    settled = causal_graph(FIXTURES / "loops_polarity.mdl")
+    # wave = SIN(Time) + 2 stays positive, so the run shows waved = wave * x rising with x.
+    assert settled.edges["x", "waved"]["polarity"] == "+"
+    assert settled.edges["x", "waved"]["polarity_from"] == "run"
+    assert settled.edges["x", "doubled"]["polarity_from"] == "equation"
+    # signed factor is 0.5 in this run, so the run settles it too (a different value would not).
+    assert settled.edges["x", "either_sign"]["polarity"] == "+"
+    assert "signed_factor" not in settled
+    assert "signed_factor" in causal_graph(FIXTURES / "loops_polarity.mdl", include_constants=True, numeric=False)
+
+
+def test_goodwin_graph_marks_stocks_flows_and_inflow_polarity(goodwin):
+    graph = causal_graph(goodwin, numeric=False)
+    assert graph.nodes["wage_share"]["stock"] and graph.nodes["change_in_wage_share"]["flow"]
+    assert graph.edges["change_in_wage_share", "wage_share"]["polarity"] == "+"
+    assert graph.edges["wage_share", "profit_share"]["polarity"] == "-"
+    # The self-link of each stock has the sign of its growth rate, which changes over a cycle.
+    assert graph.edges["wage_share", "change_in_wage_share"]["polarity"] == "?"
+
+
+def test_goodwin_profit_squeeze_is_found_and_balancing(goodwin):
+    loops = find_loops(goodwin, final_time=30)
+    assert len(loops) == 3
+    squeeze = [lp for lp in loops if set(lp.variables) == set(PROFIT_SQUEEZE)]
+    assert len(squeeze) == 1 and squeeze[0].polarity == "B" and squeeze[0].length == 11
+    assert squeeze[0].variables == tuple(PROFIT_SQUEEZE)  # starts at its first stock by name, in cycle order
+    assert squeeze[0].links.count("-") == 1
+    self_loops = [lp for lp in loops if lp.length == 2]
+    assert {lp.polarity for lp in self_loops} == {"?"}
+
+
+def test_loop_cap_and_length_bound(goodwin):
+    with pytest.raises(TooManyLoopsError, match=r"more than 2 feedback loops.*--max-length"):
+        find_loops(goodwin, max_loops=2, numeric=False)
+    short = find_loops(goodwin, max_length=2, numeric=False)
+    assert [lp.length for lp in short] == [2, 2]
+    with pytest.raises(ParameterError, match="max_length must be a positive integer"):
+        find_loops(goodwin, max_length=0)
+
+
+# --------------------------------------------------------------------------- named loops
+
+def _goodwin_copy(tmp_path, toml: str):
+    shutil.copyfile(GOODWIN, tmp_path / "goodwin.mdl")
+    (tmp_path / "loops.toml").write_text(toml)
+    return compile_model(tmp_path / "goodwin.mdl")
+
+
+def test_named_loops_match_a_subset_path_in_cycle_order(tmp_path):
+    model = _goodwin_copy(tmp_path, """
+[B1]
+name = "Profit squeeze"
+polarity = "B"
+variables = ["wage share", "profit share", "accumulation rate", "employment rate", "wage growth rate"]
+
+[R9]
+name = "Not in this model"
+polarity = "R"
+variables = ["employment rate", "wage share", "profit rate", "wage growth rate"]
+""")
+    loops = find_loops(model, final_time=30)
+    assert loops[0].id == "L1" and loops[0].name == "B1" and loops[0].title == "Profit squeeze"
+    assert loops[0].variables[0] == "wage_share"  # rotated to start where the named cycle starts
+    assert [lp.name for lp in loops[1:]] == ["", ""]
+    report = match_named_loops(model, loops)
+    assert [(r["id"], r["found"], r["agrees"]) for r in report] == [("B1", True, True), ("R9", False, False)]
+
+
+def test_loops_file_errors_name_the_problem(tmp_path):
+    model = _goodwin_copy(tmp_path, '[B1]\npolarity = "B"\nvariables = ["wage shares", "profit share"]\n')
+    with pytest.raises(LoopsFileError, match=r"loop 'B1'.*unknown variable 'wage shares'.*Did you mean 'wage share'"):
+        find_loops(model, numeric=False)
+    (tmp_path / "loops.toml").write_text('[B1]\npolarity = "sideways"\nvariables = ["wage share"]\n')
+    with pytest.raises(LoopsFileError, match="polarity 'sideways'; allowed: R, B"):
+        find_loops(model, numeric=False)
+    (tmp_path / "loops.toml").write_text("[B1\n")
+    with pytest.raises(LoopsFileError, match="not valid TOML"):
+        find_loops(model, numeric=False)
+    assert [lp.name for lp in find_loops(model, names=False, numeric=False)] == ["", "", ""]
+
+
+# --------------------------------------------------------------------------- dominance
+
+def test_goodwin_dominance_dataset_round_trips_and_is_deterministic(goodwin, tmp_path):
+    ds = loop_dominance(goodwin, final_time=25, saveper=0.5)
+    assert set(ds.dims) == {"time", "loop", "link"} and ds.sizes["time"] == 51 and ds.sizes["loop"] == 3
+    for coord in ("name", "title", "polarity", "variables", "length", "partition"):
+        assert ds[coord].dims == ("loop",)
+    assert ds["dominant"].dtype == bool
+    rel = ds["relative_score"].isel(time=slice(1, None))
+    assert float(np.abs(rel).max()) <= 1 + 1e-12
+    np.testing.assert_allclose(np.abs(rel).sum("loop"), 1.0, atol=1e-9)
+    squeeze = next(str(lp) for lp in ds["loop"].values if int(ds["length"].sel(loop=lp)) == 11)
+    # The profit squeeze explains most of the change most of the time.
+    assert float(ds["dominant"].sel(loop=squeeze).isel(time=slice(1, None)).mean()) > 0.8
+    assert (rel.sel(loop=squeeze) < 0).all()
+    for key in ("model_sha256", "params", "pysd_version", "knockout", "method", "approximated_links"):
+        assert key in ds.attrs
+    assert ds.attrs["saveper"] == 0.5 and json.loads(ds.attrs["knockout"]) == []
+    path = save(ds, tmp_path / "loops.nc")
+    xr.testing.assert_identical(load_result(path), ds)
+    again = loop_dominance(goodwin, final_time=25, saveper=0.5)
+    xr.testing.assert_identical(again.drop_attrs(), ds.drop_attrs())
+
+
+@pytest.mark.filterwarnings("ignore:_hardcodedlookup_effect_table")  # lookup.mdl leaves its table on purpose
+def test_reconstructed_variables_equal_the_scalar_run():
+    # Everything but the stocks is recomputed from the recorded stocks as arrays over time.
+    per_step = {}
+    for fixture in ("loops_smooth.mdl", "step_ramp.mdl", "lookup.mdl"):
+        model = compile_model(FIXTURES / fixture)
+        trajectories = _Trajectories(model, None, scenario=None)
+        per_step[fixture] = trajectories.evaluated_per_step
+        full = run(model, saveper=model.control["time_step"])
+        for name in full.data_vars:
+            np.testing.assert_allclose(trajectories.values[name], full[name].values, rtol=1e-12, atol=1e-12,
+                                       err_msg=f"{fixture}: {name}")
+    assert per_step == {"loops_smooth.mdl": set(), "step_ramp.mdl": set(), "lookup.mdl": set()}
+
+
+def test_equations_that_branch_on_scalars_are_evaluated_step_by_step():
+    trajectories = _Trajectories(compile_model(FIXTURES / "loops_decay.mdl"), None, scenario=None)
+    stock = trajectories.values["stock"]
+    namespace = trajectories.namespace
+
+    def branching():  # a Python `if` on the value, as some PySD runtime functions do
+        return 1.0 if namespace["stock"]() > 50 else -1.0
+
+    out = trajectories._evaluate(branching, {"stock": stock}, trajectories.times, "branching")
+    np.testing.assert_array_equal(out, np.where(stock > 50, 1.0, -1.0))
+    assert trajectories.evaluated_per_step == {"branching"}
+
+
+def test_smooth_in_a_loop_is_scored_exactly():
+    ds = loop_dominance(FIXTURES / "loops_smooth.mdl")
+    assert [str(p) for p in ds["polarity"].values] == ["B"]
+    assert ds["variables"].item() == "inventory -> perceived inventory -> production"
+    assert json.loads(ds.attrs["approximated_links"]) == []
+    np.testing.assert_allclose(ds["relative_score"].isel(time=slice(1, None)), -1.0)
+
+
+def test_delay_links_are_approximated_with_a_warning():
+    with pytest.warns(LoopScoreWarning, match="approximated.*inflow -> delayed_outflow"):
+        ds = link_scores(FIXTURES / "delay1.mdl", links=[("inflow", "delayed outflow")])
+    assert json.loads(ds.attrs["approximated_links"]) == ["inflow -> delayed_outflow"]
+
+
+def test_link_scores_reject_links_that_do_not_exist(goodwin):
+    with pytest.raises(ParameterError, match="'profit rate' does not read 'wage share'.*inputs are: capital"):
+        link_scores(goodwin, links=[("wage share", "profit rate")])
+
+
+# --------------------------------------------------------------------------- knock-outs
+
+def test_knocking_out_the_profit_squeeze_removes_the_cycle(goodwin):
+    baseline = run(goodwin, final_time=40, variables=["wage_share", "employment_rate"])
+    cut = run(goodwin, final_time=40, variables=["wage_share", "employment_rate", "profit_share"],
+              knockout=[("wage share", "profit share")])
+    assert _peaks(baseline["wage_share"].values) >= 3 and _peaks(baseline["employment_rate"].values) >= 3
+    assert _peaks(cut["wage_share"].values) == 0 and _peaks(cut["employment_rate"].values) == 0
+    np.testing.assert_allclose(cut["profit_share"].values, 1 - 0.82)  # held at 1 - initial wage share
+    (held,) = json.loads(cut.attrs["knockout"])
+    assert (held["source"], held["target"], held["value"], held["held_at"]) == (
+        "wage_share", "profit_share", 0.82, "initial value")
+    remaining = find_loops(goodwin, final_time=40, knockout=["wage share -> profit share"])
+    assert [lp.length for lp in remaining] == [2, 2]
+    assert "knockout" not in run(goodwin, final_time=1).attrs
+
+
+def test_knockouts_are_pure_and_take_values_and_bare_sources(goodwin):
+    first = run(goodwin, final_time=20, knockout=[("employment rate", "wage growth rate", 0.95)])
+    second = run(goodwin, final_time=20, knockout=[("employment rate", "wage growth rate", 0.95)])
+    xr.testing.assert_identical(first.drop_attrs(), second.drop_attrs())
+    np.testing.assert_allclose(first["wage_growth_rate"].values, 1.25 * 0.95 - 1.13)
+    plain = run(goodwin, final_time=20)
+    assert not np.allclose(plain["wage_growth_rate"].values, first["wage_growth_rate"].values)
+    xr.testing.assert_identical(plain.drop_attrs(), run(goodwin, final_time=20).drop_attrs())
+    everywhere = run(goodwin, final_time=5, knockout=["employment rate"])
+    targets = {k["target"] for k in json.loads(everywhere.attrs["knockout"])}
+    assert targets == {"change_in_employment_rate", "wage_growth_rate", "unemployment_rate", "conserved_quantity"}
+    np.testing.assert_allclose(everywhere["unemployment_rate"].values, 1 - 0.9)
+    stacked = __import__("pysd_runner").run_scenarios(goodwin, ["baseline", "strong_unions"], final_time=5,
+                                                      knockout=[("wage share", "profit share")])
+    assert "knockout" in stacked.attrs
+
+
+@pytest.mark.parametrize("knockout, message", [
+    ([("wage share", "profit rate")], "'profit rate' does not read 'wage share'"),
+    ([("wage shar", "profit share")], "unknown variable 'wage shar'.*Did you mean 'wage share'"),
+    ([("wage share", "profit share", "high")], "a knock-out value must be a finite number"),
+    ([42], "each knock-out must be"),
+    (3.5, "knockout must be a list of links"),
+])
+def test_knockout_errors(goodwin, knockout, message):
+    with pytest.raises(ParameterError, match=message):
+        run(goodwin, final_time=1, knockout=knockout)
+
+
+def test_dominance_records_knockouts(goodwin):
+    ds = loop_dominance(goodwin, final_time=10, knockout=[("wage share", "profit share")])
+    assert ds.sizes["loop"] == 2
+    assert json.loads(ds.attrs["knockout"])[0]["value"] == 0.82
+
+
+# --------------------------------------------------------------------------- command line
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_cli_lists_loops_and_dominance_periods(tmp_path):
+    out = tmp_path / "loops.nc"
+    result = invoke("loops", GOODWIN, "--dominance", "--final-time", "22", "--output", out)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "3 feedback loop(s) in goodwin" in text and "id" in text and "pol" in text
+    assert "L3         B    11  employment rate -> wage growth rate" in text
+    assert "periods in which each loop dominates" in text and "% of the time:" in text
+    assert f"Wrote {out}" in text
+    assert load_result(out).sizes["loop"] == 3
+
+
+def test_cli_errors_and_help():
+    result = CliRunner().invoke(main, ["loops", str(GOODWIN), "--knockout", "wage share->profit rate"])
+    assert result.exit_code == 1 and result.output.startswith("Error: 'profit rate' does not read")
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["loops", str(GOODWIN), "--output", "x.csv"])
+    assert result.exit_code == 1 and "must end in .nc" in result.output
+    assert "Example:" in invoke("loops", "--help").output
+    assert "loops" in invoke("--help").output
+
+
+# --------------------------------------------------------------------------- the integrated model
+
+reformism = pytest.mark.skipif(not REFORMISM.is_file(), reason="models/reformism is not there yet")
+
+
+@reformism
+def test_reformism_every_named_loop_is_found_with_its_stated_polarity():
+    model = compile_model(REFORMISM)
+    report = match_named_loops(model)
+    assert report, "models/reformism/loops.toml names no loops"
+    missing = [r for r in report if not r["found"]]
+    assert not missing, f"named loops not found: {missing}"
+    wrong = [r for r in report if not r["agrees"]]
+    assert not wrong, f"named loops with another polarity than stated: {wrong}"
+
+
+@reformism
+def test_reformism_dominance_from_the_command_line_within_30_seconds():
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, ["loops", str(REFORMISM), "--dominance"])
+    elapsed = time.perf_counter() - start
+    assert result.exit_code == 0, result.output
+    assert elapsed < 30, f"crisis loops --dominance took {elapsed:.1f} s"
