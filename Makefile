@@ -44,7 +44,7 @@ test: $(VENV)/.installed-test
 
 # Speed measurements (not tests): tables on stdout, JSON under out/benchmarks/.
 benchmark: $(VENV)/.installed-test
-	$(BIN)/python -m tests.benchmarks.dashboards
+	$(BIN)/python -m tests.benchmarks
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
