@@ -147,8 +147,8 @@ def _local(obj: Objective, z0: np.ndarray, sigmas: np.ndarray, settings: dict):
     span = obj.upper - obj.lower
     z0 = np.clip(z0, obj.lower + 1e-10 * span, obj.upper - 1e-10 * span)
     return least_squares(fun, z0, jac=jac, bounds=(obj.lower, obj.upper), method="trf", x_scale="jac",
-                         max_nfev=int(settings.get("max_nfev", 100)), ftol=float(settings.get("ftol", 1e-10)),
-                         xtol=float(settings.get("xtol", 1e-10)), gtol=float(settings.get("gtol", 1e-10)))
+                         max_nfev=int(settings.get("max_nfev", 100)), ftol=float(settings.get("ftol", 1e-8)),
+                         xtol=float(settings.get("xtol", 1e-8)), gtol=float(settings.get("gtol", 1e-8)))
 
 
 def refine(obj: Objective, z0: np.ndarray, settings: dict, sigmas: np.ndarray | None = None, passes: int | None = None):
@@ -167,7 +167,7 @@ def refine(obj: Objective, z0: np.ndarray, settings: dict, sigmas: np.ndarray | 
         result = _local(obj, z, sigmas, settings)
         z = result.x
         new = problem.sigmas(obj.ssr(z[None, :])[0])
-        converged = np.allclose(new, sigmas, rtol=1e-3)
+        converged = np.allclose(new, sigmas, rtol=1e-2)
         sigmas = new
         if converged:
             break

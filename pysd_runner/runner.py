@@ -201,6 +201,8 @@ def _stateful_owners(model: CompiledModel) -> dict[str, str]:
 
 
 def _finite(value: Any) -> bool:
+    if isinstance(value, float):  # the common scalar case (numpy float64 included), without numpy
+        return math.isfinite(value)
     return bool(np.isfinite(np.asarray(value, dtype=float)).all())
 
 
