@@ -18,16 +18,29 @@ import pandas as pd
 from .compiler import CompiledModel, Element
 from .errors import ParameterError
 
-__all__ = ["sample", "parse_distribution", "METHODS", "default_parameters"]
+__all__ = ["sample", "parse_distribution", "METHODS", "default_parameters", "is_switch"]
 
 METHODS = ("lhs", "sobol", "grid", "random")
 #: Refuse grids bigger than this many members (n ** parameters grows fast).
 MAX_GRID = 5_000_000
 
 
+def is_switch(element: Element) -> bool:
+    """A structural on/off switch: Vensim range [0, 1] with increment 1."""
+    return element.limits == (0.0, 1.0) and element.step == 1.0
+
+
 def default_parameters(model: CompiledModel) -> list[Element]:
-    """Every constant with a finite Vensim range [min, max], the default set to vary."""
-    return [e for e in model.constants if e.limits[0] is not None and e.limits[1] is not None and e.limits[0] < e.limits[1]]
+    """The constants varied by default: every one with a finite Vensim range [min, max].
+
+    Structural switches (range ``[0, 1, 1]``) are left out: turning a mechanism on or off
+    is an experiment of its own, not parameter uncertainty, and values between 0 and 1
+    mean nothing for them. Name a switch explicitly to vary it.
+    """
+    return [
+        e for e in model.constants
+        if e.limits[0] is not None and e.limits[1] is not None and e.limits[0] < e.limits[1] and not is_switch(e)
+    ]
 
 
 def parse_distribution(text: str):

@@ -132,3 +132,28 @@ def test_metrics_on_goodwin(goodwin):
 def test_bad_metrics(ishigami, metric, pattern):
     with pytest.raises(ParameterError, match=pattern):
         sensitivity(ishigami, metrics=[metric], n=4, method="morris", seed=0)
+
+
+def test_structural_switches_are_not_sampled_by_default(tmp_path):
+    path = tmp_path / "switched.mdl"
+    path.write_text("""{UTF-8}
+x = INTEG(rate * x * (1 - limit switch * x), 1)
+	~	Thing
+	~	Grows exponentially, or logistically when the switch is on.
+	|
+rate = 0.1
+	~	1/Year [0,1]
+	~	Growth rate.
+	|
+limit switch = 1
+	~	Dmnl [0,1,1]
+	~	1 turns the limit on, 0 off.
+	|
+FINAL TIME = 5 ~ Year ~ End. |
+INITIAL TIME = 0 ~ Year ~ Start. |
+SAVEPER = 1 ~ Year ~ Save period. |
+TIME STEP = 1 ~ Year ~ Step. |
+""")
+    model = compile_model(path)
+    assert list(sample(model, n=4, seed=0).columns) == ["rate"]
+    assert set(sample(model, ["rate", "limit switch"], n=4, seed=0).columns) == {"rate", "limit_switch"}
