@@ -153,9 +153,13 @@ def _summary(dataset, names: list[str]) -> list[str]:
 @click.option("--saveper", type=float, help="Override the save period.")
 @click.option("--vars", "variables", metavar="A,B", help="Comma-separated variables to keep (default: all).")
 @click.option("--seed", type=int, help="Seed for models with random functions.")
+@click.option("--summary", "summaries", multiple=True, metavar="FUNC(VAR[,ARGS])",
+              help="Print this metric per scenario instead of the stock table (as in `crisis sensitivity`: "
+                   "min, max, final, change, mean(x,t0,t1), ...). Repeatable.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the result: .nc (netCDF) or .csv.")
-def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, saveper, variables, seed, output):
+def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, saveper, variables, seed, summaries,
+                output):
     """Simulate a model (optionally under scenarios) and write the trajectories.
 
     Prints a summary (start, min, max, end) of the stocks or of the chosen variables.
@@ -170,6 +174,7 @@ def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, sa
     from .results import save
     from .runner import run, run_scenarios
     from .scenarios import list_scenarios
+    from .sensitivity import parse_metric
 
     if Path(output).suffix.lower() not in (".nc", ".csv"):
         raise ParameterError(f"--output '{output}' must end in .nc or .csv")
@@ -186,12 +191,36 @@ def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, sa
         dataset = run_scenarios(compiled, names, params=params, **options)
     else:
         dataset = run(compiled, params, scenario=names[0] if names else None, **options)
+    metrics = [parse_metric(text, compiled) for text in summaries]
+    for metric in metrics:
+        missing = [v for v in metric.variables if v not in dataset]
+        if missing:
+            raise ParameterError(f"--summary {metric.name} needs '{missing[0]}', which --vars left out")
     written = save(dataset, output)
-    shown = list(dataset.data_vars) if variables else [e.py_name for e in compiled.stocks]
-    shown = [n for n in shown if n in dataset] or list(dataset.data_vars)[:8]
-    for line in _summary(dataset, shown[:12]):
-        click.echo(line)
+    if metrics:
+        for line in _metric_table(dataset, metrics):
+            click.echo(line)
+    else:
+        shown = list(dataset.data_vars) if variables else [e.py_name for e in compiled.stocks]
+        shown = [n for n in shown if n in dataset] or list(dataset.data_vars)[:8]
+        for line in _summary(dataset, shown[:12]):
+            click.echo(line)
     click.echo(f"Wrote {written}")
+
+
+def _metric_table(dataset, metrics) -> list[str]:
+    """Scenarios as rows, metrics as columns."""
+    scenarios = list(dataset["scenario"].values) if "scenario" in dataset.dims else [dataset.attrs.get("scenario") or "run"]
+    values = []
+    for metric in metrics:
+        result = metric.function(dataset)
+        values.append([float(v) for v in (result if getattr(result, "ndim", 0) else [result])])
+    first = max(len("scenario"), *(len(str(s)) for s in scenarios))
+    widths = [max(12, len(m.name)) for m in metrics]
+    lines = [f"{'scenario':<{first}}  " + "  ".join(f"{m.name:>{w}}" for m, w in zip(metrics, widths))]
+    for i, scenario in enumerate(scenarios):
+        lines.append(f"{scenario:<{first}}  " + "  ".join(f"{values[j][i]:>{w}.4g}" for j, w in enumerate(widths)))
+    return lines
 
 
 def _names(text: str | None) -> list[str] | None:

@@ -4,6 +4,7 @@ A metric turns each member's trajectory into one number. Written as text, a metr
 ``FUNCTION(variable[, arguments])``:
 
 - ``final(x)``, ``initial(x)``: the value at the last or first save time;
+- ``change(x)``: final minus initial value;
 - ``at(x, t)``: the value at time ``t`` (nearest save time);
 - ``min(x)``, ``max(x)``: extremes over the run; ``time_of_min(x)``, ``time_of_max(x)``;
 - ``mean(x)`` or ``mean(x, t0, t1)``: the time mean, optionally over a window;
@@ -26,7 +27,7 @@ from .sampling import _resolve
 __all__ = ["sensitivity", "Metric", "parse_metric"]
 
 FUNCTIONS = {
-    "final": 0, "initial": 0, "min": 0, "max": 0, "time_of_min": 0, "time_of_max": 0,
+    "final": 0, "initial": 0, "change": 0, "min": 0, "max": 0, "time_of_min": 0, "time_of_max": 0,
     "at": 1, "mean": (0, 2),
 }
 
@@ -76,13 +77,15 @@ def parse_metric(text: str | Callable | Metric, model: CompiledModel) -> Metric:
 
     def compute(ds: xr.Dataset) -> np.ndarray:
         da = ds[variable]
-        if set(da.dims) - {"run", "time"}:
+        if set(da.dims) - {"run", "time", "scenario"}:
             raise ParameterError(f"metric {name}: '{variable}' is subscripted; use a callable metric for it")
         t = ds["time"].values
         if function == "final":
             return da.isel(time=-1).values
         if function == "initial":
             return da.isel(time=0).values
+        if function == "change":
+            return (da.isel(time=-1) - da.isel(time=0)).values
         if function == "min":
             return da.min("time").values
         if function == "max":

@@ -120,3 +120,19 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     result = subprocess.run([*crisis, "run", "missing.mdl", "-o", "x.nc"], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == "Error: model file 'missing.mdl' does not exist"
+
+
+def test_run_summary_metrics_per_scenario(tmp_path):
+    out = tmp_path / "g.nc"
+    result = invoke("run", GOODWIN, "-s", "baseline", "-s", "strong_unions", "--final-time", "30",
+                    "--summary", "min(profit_rate)", "--summary", "change(wage share)", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["scenario", "min(profit_rate)", "change(wage_share)"]
+    ds = xr.load_dataset(out)
+    base = ds.sel(scenario="baseline")
+    expected = float(base["wage_share"][-1] - base["wage_share"][0])
+    assert lines[1].split()[0] == "baseline"
+    assert float(lines[1].split()[2]) == pytest.approx(expected, rel=1e-3)
+    bad = CliRunner().invoke(main, ["run", GOODWIN, "--summary", "median(x)", "-o", str(out)])
+    assert bad.exit_code == 1 and "FUNCTION one of" in bad.output
