@@ -127,7 +127,7 @@ def test_run_summary_metrics_per_scenario(tmp_path):
     result = invoke("run", GOODWIN, "-s", "baseline", "-s", "strong_unions", "--final-time", "30",
                     "--summary", "min(profit_rate)", "--summary", "change(wage share)", "-o", str(out))
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()  # the progress bar, if any, is on stderr
     assert lines[0].split() == ["scenario", "min(profit_rate)", "change(wage_share)"]
     ds = xr.load_dataset(out)
     base = ds.sel(scenario="baseline")

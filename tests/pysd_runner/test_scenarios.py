@@ -127,3 +127,23 @@ def test_shipped_scenarios_are_valid():
                 model.resolve(key, kinds=("constant",), role="parameter")
             checked += 1
     assert checked >= 3
+
+
+def test_scenarios_run_as_one_vectorised_ensemble_with_the_same_numbers():
+    from pysd_runner import compile_model
+
+    goodwin = compile_model(MODELS / "goodwin" / "goodwin.mdl")
+    names = list_scenarios(goodwin)
+    stacked = run_scenarios(goodwin, names, final_time=40)
+    assert stacked.attrs["engine"] == "vectorised"
+    for name in names:
+        single = run(goodwin, scenario=name, final_time=40)
+        assert json.loads(stacked.attrs["params"])[name] == json.loads(single.attrs["params"])
+        for variable in single.data_vars:
+            np.testing.assert_allclose(stacked[variable].sel(scenario=name), single[variable], rtol=1e-10)
+            assert stacked[variable].attrs == single[variable].attrs
+
+
+def test_scenarios_with_policies_run_one_by_one(scenario_model):
+    ds = run_scenarios(scenario_model, ["fast", "policy"], final_time=5)
+    assert "engine" not in ds.attrs
