@@ -6,16 +6,24 @@ BIN := $(VENV)/bin
 
 .PHONY: demo report test benchmark clean
 
-# The demo's model, its runs, and the lever grid behind the report's sliders.
-DEMO_MODEL ?= models/goodwin/goodwin.mdl
-DEMO_RUNS ?= out/goodwin.nc
-DEMO_GRID ?= out/goodwin-grid.nc
-DEMO_LEVERS ?= --lever "phillips slope=1:1.5" --lever "capital output ratio=2.5:3.5"
-DEMO_GRID_VARS ?= wage_share,employment_rate,profit_rate
+# The demo's model, its scenarios, the lever grid behind the report's sliders, and the fit.
+DEMO_MODEL ?= models/reformism/reformism.mdl
+DEMO_SCENARIOS ?= -s baseline -s reform_victory -s recession_austerity -s recession_hold_the_line \
+	-s militant_minority -s gradualist_world
+DEMO_RUNS ?= out/reformism.nc
+DEMO_GRID ?= out/reformism-grid.nc
+DEMO_FIT ?= out/reformism-us-fit.nc
+DEMO_CALIBRATION ?= models/reformism/calibration/us.toml
+DEMO_LEVERS ?= --lever "government resolve=0:1" --lever "rank and file organising effort=0:0.1"
+DEMO_GRID_VARS ?= profit_rate,welfare_spending_per_head,public_debt_ratio,legitimacy,strike_activity
+DEMO_SUMMARY ?= --summary "min(profit_rate)" --summary "change(welfare_spending_per_head)" \
+	--summary "max(public_debt_ratio)" --summary "max(debt_ratio)" --summary "change(legitimacy)" \
+	--summary "max(strike_activity)"
 
 # `make report RUNS=runs.nc [GRID=grid.nc] [REPORT=out/report.html]`: the HTML report.
 RUNS ?= $(DEMO_RUNS)
 GRID ?=
+FIT ?=
 REPORT ?= out/report.html
 
 $(BIN)/python:
@@ -31,12 +39,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/crisis run $(DEMO_MODEL) --all-scenarios --output $(DEMO_RUNS)
-	$(BIN)/crisis grid $(DEMO_MODEL) $(DEMO_LEVERS) --all-scenarios --vars $(DEMO_GRID_VARS) --output $(DEMO_GRID)
-	@$(MAKE) --no-print-directory report RUNS=$(DEMO_RUNS) GRID=$(DEMO_GRID) REPORT=$(REPORT)
+	$(BIN)/crisis run $(DEMO_MODEL) $(DEMO_SCENARIOS) $(DEMO_SUMMARY) --output $(DEMO_RUNS)
+	$(BIN)/crisis calibrate $(DEMO_CALIBRATION) --force --output $(DEMO_FIT)
+	$(BIN)/crisis grid $(DEMO_MODEL) $(DEMO_LEVERS) $(DEMO_SCENARIOS) --vars $(DEMO_GRID_VARS) --output $(DEMO_GRID)
+	@$(MAKE) --no-print-directory report RUNS=$(DEMO_RUNS) GRID=$(DEMO_GRID) FIT=$(DEMO_FIT) REPORT=$(REPORT)
 
 report: $(VENV)/.installed
-	$(BIN)/crisis report --runs $(RUNS) $(if $(GRID),--grid $(GRID)) --output $(REPORT)
+	$(BIN)/crisis report --runs $(RUNS) $(if $(GRID),--grid $(GRID)) $(if $(FIT),--fit $(FIT)) --output $(REPORT)
 	@echo "Open $(abspath $(REPORT))"
 
 test: $(VENV)/.installed-test

@@ -141,7 +141,7 @@ class Store:
             self._journal.flush()
             if time.monotonic() - self._last_snapshot >= self.interval:
                 self.snapshot()
-        return y if y.shape[1] > 1 else y
+        return y
 
     def snapshot(self) -> None:
         """Write every batch so far atomically, then restart the journal."""

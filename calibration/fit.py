@@ -135,7 +135,18 @@ def calibrate(spec_or_objects, *, seed: int | None = None, checkpoint: str | os.
                   interval=spec.checkpoint_interval)
     try:
         children = np.random.SeedSequence(chosen).spawn(len(problems))
-        results = [_fit_one(spec, problem, store, child) for problem, child in zip(problems, children)]
+        results = []
+        for problem, child, country in zip(problems, children, countries):
+            if country is None:
+                results.append(_fit_one(spec, problem, store, child))
+                continue
+            # Say which country a warning is about.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                results.append(_fit_one(spec, problem, store, child))
+            code = problem.targets[0].data.attrs.get("country", country)
+            for w in caught:
+                warnings.warn(f"country {code}: {w.message}", w.category, stacklevel=2)
     except BaseException:
         store.close()
         raise
@@ -205,10 +216,21 @@ def _fit_one(spec: CalibrationSpec, problem: Problem, store: Store, seed_sequenc
         intervals = uncertainty.profile(obj, fit, level, n_points=int(u.get("n_points", 13)),
                                         span=float(u.get("span", 4.0)))
         if intervals.better is not None:
+            # The profile walked into a better optimum than the optimiser's: say so, refit from
+            # there and profile again (once), so the intervals surround the best fit found.
             warnings.warn(
                 f"the profile likelihood found a better fit (negative log-likelihood {intervals.better[1]:.6g} < "
-                f"{fit.nll:.6g}): the optimiser stopped short of the optimum; use more starts or generations",
-                CalibrationWarning, stacklevel=2)
+                f"{fit.nll:.6g}): the optimiser stopped short of the optimum; refitting from it (use more starts "
+                "or generations)", CalibrationWarning, stacklevel=2)
+            result, z, sigmas = methods.refine(obj, intervals.better[0], spec.settings)
+            value = float(obj.nll(z[None, :])[0])
+            if value > intervals.better[1]:
+                z, value = intervals.better[0], intervals.better[1]
+                sigmas = problem.sigmas(obj.ssr(z[None, :])[0])
+            fit.z, fit.nll, fit.sigmas = z, value, sigmas
+            fit.diagnostics["profile_restart"] = 1
+            intervals = uncertainty.profile(obj, fit, level, n_points=int(u.get("n_points", 13)),
+                                            span=float(u.get("span", 4.0)))
     elif spec.uncertainty == "bootstrap":
         intervals = uncertainty.bootstrap(obj, fit, level, u_rng, n_bootstrap=int(u.get("n_bootstrap", 100)),
                                           block_length=int(u.get("block_length", 1)))

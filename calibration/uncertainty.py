@@ -60,10 +60,9 @@ def batched_lm(obj: Objective, z0: np.ndarray, free: np.ndarray, sigmas: np.ndar
     r, jac = evaluate(z, np.arange(b))
     cost = np.sum(r * r, axis=1)
     damping = np.full(b, 1e-3)
+    rejected = np.zeros(b, int)
     active = np.ones(b, bool)
     for _ in range(max_iter):
-        if not active.any():
-            break
         step = np.zeros_like(z)
         for i in np.flatnonzero(active):
             jj = jac[i]
@@ -72,15 +71,22 @@ def batched_lm(obj: Objective, z0: np.ndarray, free: np.ndarray, sigmas: np.ndar
             diag = np.diag(a).copy()
             diag[diag <= 0] = 1.0
             fixed = ~free[i]
-            a = a + damping[i] * np.diag(diag)
-            a[fixed, :] = 0
-            a[:, fixed] = 0
-            a[fixed, fixed] = 1.0
+            damped = a + damping[i] * np.diag(diag)
+            damped[fixed, :] = 0
+            damped[:, fixed] = 0
+            damped[fixed, fixed] = 1.0
             try:
-                step[i] = -np.linalg.solve(a, g)
+                step[i] = -np.linalg.solve(damped, g)
             except np.linalg.LinAlgError:
-                step[i] = -np.linalg.lstsq(a, g, rcond=None)[0]
-        trial = obj.clip(z + step * free)
+                step[i] = -np.linalg.lstsq(damped, g, rcond=None)[0]
+            step[i][fixed] = 0
+            # Gauss-Newton's predicted reduction of the cost: tiny means converged.
+            predicted = -2 * g @ step[i] - step[i] @ a @ step[i]
+            if predicted <= tol * max(cost[i], 1e-300):
+                active[i] = False
+        if not active.any():
+            break
+        trial = obj.clip(z + step)
         rows = np.flatnonzero(active)
         r_try, j_try = evaluate(trial[rows], rows)
         cost_try = np.sum(r_try * r_try, axis=1)
@@ -89,11 +95,13 @@ def batched_lm(obj: Objective, z0: np.ndarray, free: np.ndarray, sigmas: np.ndar
                 improvement = (cost[i] - cost_try[k]) / max(cost[i], 1e-300)
                 z[i], r[i], jac[i], cost[i] = trial[i], r_try[k], j_try[k], cost_try[k]
                 damping[i] = max(damping[i] / 3, 1e-9)
+                rejected[i] = 0
                 if improvement < tol:
                     active[i] = False
             else:
-                damping[i] *= 4
-                if damping[i] > 1e8:
+                damping[i] *= 10
+                rejected[i] += 1
+                if rejected[i] >= 4:
                     active[i] = False
     return z, cost
 
@@ -182,9 +190,13 @@ def profile(obj: Objective, fit: Fit, level: float, n_points: int = 13, span: fl
         name = obj.parameters[j].name
         if lo_open or hi_open:
             identified[j] = False
+            width = obj.upper[j] - obj.lower[j]
+            at_bound = [side for side, bound in (("lower", obj.lower[j]), ("upper", obj.upper[j]))
+                        if abs(centre - bound) <= 1e-6 * width]
             sides = " and ".join(s for s, o in (("below", lo_open), ("above", hi_open)) if o)
+            where = f" (the estimate sits at its {at_bound[0]} bound)" if at_bound else ""
             note = (f"parameter '{name}': the profile likelihood stays within {threshold:.2f} of its optimum "
-                    f"{sides} the estimate up to the bound, so the data do not pin it down there "
+                    f"{sides} the estimate up to the bound{where}, so the data do not pin it down there "
                     "(interval open at the bound)")
             notes.append(note)
             warnings.warn(note, CalibrationWarning, stacklevel=3)

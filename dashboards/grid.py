@@ -134,7 +134,11 @@ def build_lever_grid(
     n_time = first.sizes["time"]
     data = {v: np.full((len(scenario_list), *shape, n_time), np.nan) for v in variables}
     ok = np.zeros((len(scenario_list), *shape), dtype=bool)
-    for s_index, scenario in enumerate(scenario_list):
+    if _grid_as_ensemble(model, scenario_list, axes, shape, variables, run_options, data, ok, n_time):
+        scenario_list_done = True
+    else:
+        scenario_list_done = False
+    for s_index, scenario in enumerate([] if scenario_list_done else scenario_list):
         for point in np.ndindex(*shape):
             params = {e.py_name: float(vals[i]) for (e, vals), i in zip(axes, point)}
             try:
@@ -173,6 +177,49 @@ def build_lever_grid(
     grid.attrs["levers"] = json.dumps([e.py_name for e, _ in axes])
     grid.attrs["n_failed_runs"] = int(ok.size - ok.sum())
     return grid
+
+
+def _grid_as_ensemble(model, scenario_list, axes, shape, variables, run_options, data, ok, n_time) -> bool:
+    """Fill ``data`` and ``ok`` from ONE vectorised ensemble whose members are the grid points.
+
+    Possible when the scenarios differ only in constants (no time-varying policies) and share
+    their time settings; members equal single runs to rounding (pysd_runner's tests check
+    it). Returns False when not possible, and the grid is then run point by point.
+    """
+    import pysd_runner
+
+    scenarios = [pysd_runner.load_scenario(s, model) if s is not None else None for s in scenario_list]
+    if any(s is not None and s.policies for s in scenarios) or set(run_options) - {"final_time", "time_step", "saveper"}:
+        return False
+    times = {tuple(sorted(s.time.items())) if s is not None else () for s in scenarios}
+    if len(times) != 1:
+        return False
+    rows, index = [], []
+    for s_index, scen in enumerate(scenarios):
+        base = {model.resolve(k, kinds=("constant",)).py_name: v for k, v in (scen.params if scen else {}).items()}
+        for point in np.ndindex(*shape):
+            row = dict(base)
+            row.update({e.py_name: float(vals[i]) for (e, vals), i in zip(axes, point)})
+            rows.append(row)
+            index.append((s_index, *point))
+    names = sorted({k for row in rows for k in row})
+    defaults = {k: model.elements[k].default for k in names}
+    if any(v is None for v in defaults.values()):
+        return False
+    samples = {k: np.array([row.get(k, defaults[k]) for row in rows], dtype=float) for k in names}
+    options = dict(run_options)
+    if scenarios[0] is not None:
+        for key, value in scenarios[0].time.items():
+            options.setdefault(key, value)
+    ensemble = pysd_runner.run_ensemble(model, samples, variables=variables, **options)
+    if ensemble.sizes["time"] != n_time:
+        return False
+    for member, position in enumerate(index):
+        if bool(ensemble["ok"].values[member]):
+            for v in variables:
+                data[v][position] = ensemble[v].values[member]
+            ok[position] = True
+    return True
 
 
 def describe_lever(spec: str) -> tuple[str, list[float] | tuple[float, float] | None]:

@@ -28,6 +28,7 @@ _EXPORTS = {
     "find_loops": "loops",
     "loop_dominance": "loops",
     "Loop": "loops",
+    "cutting_link": "loops",
     "load_scenario": "scenarios",
     "list_scenarios": "scenarios",
     "Scenario": "scenarios",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
 import click
@@ -10,6 +12,8 @@ from .errors import ParameterError
 
 #: Widest variables column before the loop's path is wrapped onto further lines.
 PATH_WIDTH = 100
+#: Loops listed by default besides the named ones (the rest are counted).
+DEFAULT_LIMIT = 30
 
 
 def _wrap_path(text: str, width: int) -> list[str]:
@@ -26,7 +30,11 @@ def _wrap_path(text: str, width: int) -> list[str]:
 
 
 def _periods_text(periods: list[tuple[float, float]]) -> str:
-    return ", ".join(f"{a:g}" if a == b else f"{a:g}-{b:g}" for a, b in periods)
+    text = ", ".join(f"{a:g}" if a == b else f"{a:g}-{b:g}" for a, b in periods)
+    if len(text) > PATH_WIDTH:
+        text = ", ".join(f"{a:g}" if a == b else f"{a:g}-{b:g}" for a, b in periods[:8])
+        text += f", ... ({len(periods)} periods)"
+    return text
 
 
 @click.command("loops")
@@ -35,7 +43,10 @@ def _periods_text(periods: list[tuple[float, float]]) -> str:
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Set a constant by Vensim or Python name.")
 @click.option("--dominance", is_flag=True, help="Score the loops over a run and print when each one dominates.")
 @click.option("--max-length", type=int, help="Longest loop to list, in variables.")
-@click.option("--max-loops", type=int, default=None, help="Cap on the number of loops (default 10000).")
+@click.option("--max-loops", type=int, default=None, help="Cap on the number of loops (default 20000).")
+@click.option("--limit", type=int, default=DEFAULT_LIMIT, show_default=True,
+              help="Loops to print besides the named ones (the most dominant first with --dominance, else the "
+                   "shortest); 0 prints every loop.")
 @click.option("--knockout", "knockouts", multiple=True, metavar="SOURCE->TARGET",
               help="Hold a link's source at its initial value as the target sees it (cuts its loops). Repeatable; "
                    "a bare SOURCE holds it for every reader.")
@@ -45,7 +56,8 @@ def _periods_text(periods: list[tuple[float, float]]) -> str:
               help="A loops.toml naming loops (default: the one beside the model, if any).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the loop dominance Dataset (.nc); implies --dominance.")
-def loops(model, scenario, sets, dominance, max_length, max_loops, knockouts, final_time, saveper, names, output):
+def loops(model, scenario, sets, dominance, max_length, max_loops, limit, knockouts, final_time, saveper, names,
+          output):
     """List a model's feedback loops with their polarity; with --dominance, when each one dominates.
 
     Loops come from the causal graph of the compiled model (Johnson's algorithm). Polarity R
@@ -60,53 +72,93 @@ def loops(model, scenario, sets, dominance, max_length, max_loops, knockouts, fi
       crisis loops models/goodwin/goodwin.mdl --dominance --final-time 22 --output out/goodwin-loops.nc
       crisis loops models/goodwin/goodwin.mdl --knockout "wage share->profit share"
     """
+    import numpy as np
+
     from .commands import _parse_set
     from .compiler import compile_model
-    from .loops import DEFAULT_MAX_LOOPS, dominance_periods, find_loops, loop_dominance
+    from .loops import (
+        DEFAULT_MAX_LOOPS,
+        LoopScoreWarning,
+        _match_report,
+        _named_entries,
+        _periods,
+        find_loops,
+        loop_dominance,
+    )
     from .results import save
 
     if output is not None and Path(output).suffix.lower() != ".nc":
         raise ParameterError(f"--output '{output}' must end in .nc")
     if max_length is not None and max_length < 1:
         raise ParameterError(f"--max-length must be a positive integer; got {max_length}")
+    if limit < 0:
+        raise ParameterError(f"--limit must be 0 (every loop) or a positive number of loops; got {limit}")
     compiled = compile_model(model)
     params = _parse_set(sets)
     options = dict(scenario=scenario, max_length=max_length, max_loops=max_loops or DEFAULT_MAX_LOOPS,
                    names=names, knockout=list(knockouts) or None, final_time=final_time)
     dataset = None
     if dominance or output is not None:
-        dataset = loop_dominance(compiled, params, saveper=saveper, **options)
-        rows = [
-            (str(loop), str(dataset["name"].sel(loop=loop).item()), str(dataset["polarity"].sel(loop=loop).item()),
-             int(dataset["length"].sel(loop=loop).item()), str(dataset["variables"].sel(loop=loop).item()))
-            for loop in dataset["loop"].values
-        ]
+        with warnings.catch_warnings():
+            # Approximated link scores are listed below the table instead.
+            warnings.simplefilter("ignore", LoopScoreWarning)
+            dataset = loop_dominance(compiled, params, saveper=saveper, **options)
+        named = dataset["named"].values.astype(bool)
+        rows = list(zip(
+            (str(v) for v in dataset["loop"].values),
+            (str(n) if f else "" for n, f in zip(dataset["name"].values, named)),
+            (str(v) for v in dataset["polarity"].values),
+            (int(v) for v in dataset["length"].values),
+            (str(v) for v in dataset["variables"].values),
+        ))
+        flags = dataset["dominant"].values
+        share = flags.mean(axis=0) if flags.size else np.zeros(len(rows))
+        strength = np.nan_to_num(np.abs(dataset["relative_score"].values)).mean(axis=0) if flags.size else share
+        order = sorted(range(len(rows)), key=lambda j: (not named[j], -share[j], -strength[j], j))
+        report = json.loads(dataset.attrs["named_loops"])
     else:
         found = find_loops(compiled, params, **options)
-        rows = [(lp.id, lp.name, lp.polarity, lp.length, lp.describe()) for lp in found]
+        rows = [(lp.id, lp.label if lp.name else "", lp.polarity, lp.length, lp.describe()) for lp in found]
+        named = np.asarray([bool(lp.name) for lp in found], dtype=bool)
+        order = list(range(len(rows)))  # named first, then by length
+        report = _match_report(_named_entries(compiled, names), found)
+    shown = [j for j in order if named[j]]
+    others = [j for j in order if not named[j]]
+    shown += others if limit == 0 else others[:limit]
     knocked = f" with {len(knockouts)} knock-out(s)" if knockouts else ""
     click.echo(f"{len(rows)} feedback loop(s) in {compiled.name}{knocked}"
                + (f" (length up to {max_length})" if max_length else ""))
     if rows:
-        name_width = max([4] + [len(r[1]) for r in rows])
+        name_width = max([4] + [len(rows[j][1]) for j in shown])
         click.echo(f"  {'id':<5} {'name':<{name_width}} {'pol':<3} {'len':>3}  variables")
-        for ident, name, polarity, length, path in rows:
+        for j in shown:
+            ident, name, polarity, length, path = rows[j]
             lines = _wrap_path(path, PATH_WIDTH)
             click.echo(f"  {ident:<5} {name:<{name_width}} {polarity:<3} {length:>3}  {lines[0]}")
             for more in lines[1:]:
                 click.echo(f"  {'':<5} {'':<{name_width}} {'':<3} {'':>3}    {more}")
+        if len(shown) < len(rows):
+            ranking = "by dominance" if dataset is not None else "by length"
+            click.echo(f"  ... and {len(rows) - len(shown)} more loop(s) ({ranking}; --limit 0 lists every loop)")
+    for entry in report:
+        if not entry["found"]:
+            click.echo(f"  named loop {entry['id']} not found: {entry['variables']}")
+        elif not entry["agrees"]:
+            click.echo(f"  named loop {entry['id']} is {entry['polarity']} here, not {entry['stated']} as loops.toml says")
     if dataset is not None:
         times = dataset["time"].values
         click.echo(f"\nDominance over {times[0]:g}-{times[-1]:g} {compiled.time_units} "
                    f"(save period {dataset.attrs['saveper']:g}): periods in which each loop dominates")
-        for loop in dataset["loop"].values:
-            periods = dominance_periods(dataset, str(loop))
-            share = float(dataset["dominant"].sel(loop=loop).mean())
-            label = str(loop) + (f" {dataset['name'].sel(loop=loop).item()}" if dataset["name"].sel(loop=loop).item() else "")
-            text = _periods_text(periods) if periods else "never"
-            if len(text) > PATH_WIDTH:
-                text = _periods_text(periods[:8]) + f", ... ({len(periods)} periods)"
-            click.echo(f"  {label}: {share:.0%} of the time: {text}")
+        for j in shown:
+            if not named[j] and share[j] == 0:
+
+                continue
+            label = rows[j][0] + (f" {rows[j][1]}" if rows[j][1] else "")
+            periods = _periods(flags[:, j], times)
+            click.echo(f"  {label}: {share[j]:.0%} of the time: {_periods_text(periods) if periods else 'never'}")
+        never = int((share[[j for j in range(len(rows)) if not named[j]]] == 0).sum()) if len(rows) else 0
+        if never:
+            click.echo(f"  {never} other loop(s) never dominate")
         approximated = dataset.attrs.get("approximated_links", "[]")
         if approximated != "[]":
             click.echo(f"Approximated link scores (stateful functions): {approximated}")

@@ -33,6 +33,11 @@ only the stocks (and other stateful elements) at every time step, every other va
 recomputed from them as arrays over time, and for each link the target's equation is called
 once with the source's array at ``t`` and the other inputs' arrays at ``t - dt``. Equations
 whose functions do not take arrays over time are evaluated step by step (the same numbers).
+Scores are undefined (NaN) for the first two time steps, which have too little history.
+A first-order SMOOTH is scored like a stock whose rate is ``(input - output) / time``. Links
+into other stateful functions (DELAY, higher-order SMOOTH, TREND, ...), whose internal states
+are not recorded, are scored as LTM's black box, a unit transfer with the link's sign; they
+are named in a :class:`LoopScoreWarning` and in the ``approximated_links`` attr.
 
 Knock-outs hold a link's source at a fixed value as seen by its target only (its value at
 the initial time by default), so the loops through that link are cut. They are run from a
@@ -81,6 +86,7 @@ __all__ = [
     "loop_dominance",
     "link_scores",
     "match_named_loops",
+    "cutting_link",
     "Loop",
     "TooManyLoopsError",
     "LoopsFileError",
@@ -88,7 +94,7 @@ __all__ = [
 ]
 
 #: Default cap on the number of loops enumerated before giving up with a clear message.
-DEFAULT_MAX_LOOPS = 10_000
+DEFAULT_MAX_LOOPS = 20_000
 #: Name of the file beside a model that names its loops.
 LOOPS_FILE = "loops.toml"
 #: Share of the change that the dominant set of loops must explain.
@@ -729,6 +735,24 @@ class Loop:
         """The loop as text: ``a -> b -> c`` with Vensim names."""
         return " -> ".join(self.names)
 
+    @property
+    def label(self) -> str:
+        """``"B1 Profit squeeze"`` for a named loop, the loop id for others."""
+        return f"{self.name} {self.title}".strip() if self.name else self.id
+
+
+def cutting_link(loop: Loop, loops: Sequence[Loop]) -> tuple[str, str]:
+    """A link whose knock-out cuts ``loop`` and as few other loops as possible.
+
+    Prefers links between auxiliaries (not into a stock), then the first such link in cycle
+    order. Pass it to ``run(..., knockout=[link])`` to show behaviour without the loop.
+    """
+    def others(edge):
+        return sum(1 for other in loops if other is not loop and edge in other.edges)
+
+    ranked = sorted(enumerate(loop.edges), key=lambda item: (others(item[1]), item[0]))
+    return ranked[0][1]
+
 
 def _loop_polarity(links: Sequence[str]) -> str:
     if AMBIGUOUS in links:
@@ -736,11 +760,9 @@ def _loop_polarity(links: Sequence[str]) -> str:
     return REINFORCING if sum(1 for s in links if s == NEGATIVE) % 2 == 0 else BALANCING
 
 
-def _rotate(cycle: list[str], graph) -> list[str]:
+def _rotate(cycle: list[str], keys: Mapping[str, tuple]) -> list[str]:
     """Start a cycle at its first stock by Vensim name (else its first variable by name)."""
-    stocks = [v for v in cycle if graph.nodes[v].get("stock")]
-    pool = stocks or cycle
-    first = min(pool, key=lambda v: (graph.nodes[v]["name"].lower(), v))
+    first = min(cycle, key=keys.__getitem__)
     i = cycle.index(first)
     return cycle[i:] + cycle[:i]
 
@@ -751,6 +773,8 @@ def _enumerate(graph, max_length: int | None, max_loops: int, model_name: str) -
         raise ParameterError(f"max_length must be a positive integer or None; got {max_length!r}")
     if isinstance(max_loops, bool) or not isinstance(max_loops, int) or max_loops < 1:
         raise ParameterError(f"max_loops must be a positive integer; got {max_loops!r}")
+    # Stocks first, then by Vensim name: where each loop's listing starts.
+    keys = {v: (not data.get("stock"), data["name"].lower(), v) for v, data in graph.nodes(data=True)}
     cycles = []
     for cycle in nx.simple_cycles(graph, length_bound=max_length):
         if len(cycles) >= max_loops:
@@ -760,7 +784,7 @@ def _enumerate(graph, max_length: int | None, max_loops: int, model_name: str) -
                 "give a smaller max_length (--max-length N) to list the shorter loops, or a larger "
                 "max_loops (--max-loops N)"
             )
-        cycles.append(_rotate(list(cycle), graph))
+        cycles.append(_rotate(list(cycle), keys))
     return cycles
 
 
@@ -841,11 +865,13 @@ def _analyse(model, params, *, scenario, max_length, max_loops, names, numeric, 
     for index, nodes in enumerate(order):
         for v in nodes:
             component_of[v] = index
+    polarity = {(u, v): p for u, v, p in graph.edges(data="polarity")}
+    names_of = dict(graph.nodes(data="name"))
     loops = []
     for cycle in cycles:
-        links = tuple(graph.edges[cycle[i], cycle[(i + 1) % len(cycle)]]["polarity"] for i in range(len(cycle)))
+        links = tuple(polarity[cycle[i], cycle[(i + 1) % len(cycle)]] for i in range(len(cycle)))
         loops.append(Loop(
-            id="", variables=tuple(cycle), names=tuple(graph.nodes[v]["name"] for v in cycle), links=links,
+            id="", variables=tuple(cycle), names=tuple(names_of[v] for v in cycle), links=links,
             polarity=_loop_polarity(links), partition=component_of[cycle[0]],
         ))
     named = _named_entries(model, names)
@@ -966,8 +992,11 @@ def _rotate_to(variables: Sequence[str], first: str) -> int:
 
 def _assign_names(loops: list[Loop], named: list[_NamedLoop]) -> list[Loop]:
     chosen: dict[int, _NamedLoop] = {}
+    members = [frozenset(loop.variables) for loop in loops] if named else []
     for entry in named:
-        matches = [i for i, loop in enumerate(loops) if i not in chosen and _follows(loop.variables, entry.variables)]
+        wanted = frozenset(entry.variables)
+        matches = [i for i, loop in enumerate(loops)
+                   if i not in chosen and wanted <= members[i] and _follows(loop.variables, entry.variables)]
         if not matches:
             continue
         exact = [i for i in matches if len(loops[i].variables) == len(entry.variables)]
@@ -1011,6 +1040,10 @@ def match_named_loops(
     entries = _named_entries(model, True if names is None else names)
     if loops is None:
         loops = find_loops(model, names=True if names is None else names, **options)
+    return _match_report(entries, loops)
+
+
+def _match_report(entries: list[_NamedLoop], loops: Sequence[Loop]) -> list[dict]:
     by_name = {loop.name: loop for loop in loops if loop.name}
     report = []
     for entry in entries:
@@ -1054,6 +1087,98 @@ class _ArrayTime:
         return self.settings["saveper"]
 
 
+def _integrate(model: CompiledModel, params, recorded: list[str], *, scenario, final_time, time_step, seed,
+               knocked: _Knockouts | None):
+    """Euler-integrate the model as :func:`pysd_runner.run` does, keeping ``recorded`` at every step.
+
+    A lean copy of the runner's loop: stocks are read from their INTEG objects' states
+    straight into arrays (recording every variable through its getter at every step costs
+    as much as the integration itself), and finiteness is checked once at the end.
+    Returns (times, values, provenance attrs, resolved params).
+    """
+    from .errors import ScenarioError, SimulationError
+    from .runner import _check_seed, _normalise_params, _provenance, _time_settings, _to_pysd
+    from .scenarios import load_scenario
+
+    scen = load_scenario(scenario, model) if scenario is not None else None
+    merged: dict[str, Any] = {}
+    if scen is not None:
+        try:
+            merged.update(_normalise_params(model, scen.params, True))
+            merged.update(_normalise_params(
+                model, {k: {"time": t, "value": v} for k, (t, v) in scen.policies.items()}, True))
+        except ParameterError as exc:
+            raise ScenarioError(f"scenario file '{scen.path}': {exc}") from None
+    merged.update(_normalise_params(model, params, True))
+    settings = _time_settings(model, scen, final_time=final_time, time_step=time_step, saveper=None)
+    saveper = settings["saveper"]
+    settings["saveper"] = settings["time_step"]
+    seed = _check_seed(seed)
+    if model.uses_random and seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    pysd_model = model.load() if knocked is None else knocked.load()
+    pysd_model._stepper_mode = False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Replacing a constant value with a time-dependent value")
+        pysd_model._config_simulation(
+            {k: _to_pysd(v) for k, v in merged.items()} or None, recorded, None, "original",
+            settings["final_time"], settings["time_step"], settings["saveper"], True, progress=False,
+        )
+    if knocked is not None:
+        knocked.fix(pysd_model)
+    components = pysd_model.components
+    readers = []
+    for name in recorded:
+        objects = _objects_of(model, name)
+        obj = getattr(components, objects[0]) if len(objects) == 1 else None
+        if model.elements[name].kind == "stock" and type(obj).__name__ in ("Integ", "NonNegativeInteg"):
+            readers.append(lambda o=obj: o.state)
+        else:
+            readers.append(getattr(components, name))
+    n_steps = int(round((settings["final_time"] - settings["initial_time"]) / settings["time_step"]))
+    out = np.full((n_steps + 2, len(recorded)), np.nan)
+    times = np.full(n_steps + 2, np.nan)
+    clock = pysd_model.time
+    k = 0
+    rng_state = np.random.get_state()
+    try:
+        if seed is not None:
+            np.random.seed(seed)
+        with np.errstate(all="ignore"):
+            while clock.in_bounds():
+                times[k] = clock.round()
+                out[k] = [read() for read in readers]
+                k += 1
+                pysd_model._integrate_step()
+            if clock.in_return():
+                times[k] = clock.round()
+                out[k] = [read() for read in readers]
+                k += 1
+    except (ZeroDivisionError, OverflowError, FloatingPointError) as exc:
+        raise SimulationError(
+            f"model '{model.source.name}': {type(exc).__name__} at time {float(clock()):g}; check the parameter "
+            "values (or the time step) that drive it", time=float(clock()), variable="an equation",
+        ) from None
+    finally:
+        np.random.set_state(rng_state)
+    times, out = times[:k], out[:k]
+    bad = ~np.isfinite(out)
+    if bad.any():
+        step, column = np.argwhere(bad)[0]
+        name = model.elements[recorded[column]].name
+        raise SimulationError(
+            f"model '{model.source.name}': '{name}' became non-finite at time {times[step]:g}; loop scores need a "
+            "finite run: check the parameter values (or the time step) that drive it",
+            time=float(times[step]), variable=name,
+        )
+    attrs = _provenance(model, merged, scen, seed, settings)
+    attrs["saveper"] = saveper
+    if knocked is not None:
+        attrs["knockout"] = json.dumps(knocked.describe())
+    params_json = json.loads(attrs["params"])
+    return times, {name: out[:, j].copy() for j, name in enumerate(recorded)}, attrs, params_json
+
+
 class _Trajectories:
     """A run at every time step, and the model's equations evaluated over it as arrays.
 
@@ -1064,9 +1189,6 @@ class _Trajectories:
 
     def __init__(self, model: CompiledModel, params, *, scenario, final_time=None, time_step=None,
                  seed=None, knockout=None):
-        from .runner import _time_settings, run
-        from .scenarios import load_scenario
-
         self.model = model
         self.structure = _Structure(model)
         subscripted = sorted(e.name for e in model.elements.values() if e.subscripts and e.kind != "lookup")
@@ -1081,8 +1203,6 @@ class _Trajectories:
                 f"loop scores of model '{model.source.name}' cannot be computed: data variables are not "
                 f"supported ({', '.join(data)})"
             )
-        scen = load_scenario(scenario, model) if scenario is not None else None
-        requested = _time_settings(model, scen, final_time=final_time, time_step=time_step, saveper=None)
         recorded = [
             e.py_name for e in model.elements.values()
             if e.kind in ("stock", "stateful")
@@ -1092,26 +1212,20 @@ class _Trajectories:
         self.recorded = set(recorded)
         knocked = _knockouts(model, knockout)
         self.knockout = knocked
-        dataset = run(model, params, scenario=scenario, final_time=final_time, time_step=time_step,
-                      saveper=requested["time_step"], variables=recorded or None, seed=seed,
-                      knockout=knocked.spec() if knocked is not None else None)
-        self.run_attrs = dict(dataset.attrs)
-        self.settings = {k: float(self.run_attrs[k]) for k in ("initial_time", "final_time", "time_step")}
-        self.settings["saveper"] = requested["saveper"]
-        self.times = np.asarray(dataset["time"].values, dtype=float)
+        self.times, self.values, self.run_attrs, merged = _integrate(
+            model, params, recorded, scenario=scenario, final_time=final_time, time_step=time_step, seed=seed,
+            knocked=knocked)
+        self.settings = {k: float(self.run_attrs[k]) for k in ("initial_time", "final_time", "time_step", "saveper")}
         self.n = self.times.size
         if self.n < 3:
             raise ParameterError(
                 f"loop scores need at least three time steps; the run of '{model.source.name}' has {self.n}"
             )
-        self.values: dict[str, np.ndarray] = {}
-        for name in recorded:
-            self.values[name] = np.asarray(dataset[name].values, dtype=float)
-        self._load(knocked)
-        self._reconstruct(json.loads(self.run_attrs.get("params", "{}")))
         self._net: dict[str, np.ndarray] = {}
         self._partials: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.evaluated_per_step: set[str] = set()
+        self._load(knocked)
+        self._reconstruct(merged)
 
     # ----------------------------------------------------------------- the array-aware module
     def _load(self, knocked) -> None:
@@ -1266,10 +1380,11 @@ class _Trajectories:
     def partial_sign(self, source: str, target: str) -> int | None:
         """The sign of the partial effect of source on target over the run, if it never changes."""
         effect, _, change = self.partial(source, target)
-        scale = np.maximum(np.abs(effect), 0)
-        tolerance = 1e-9 * (np.nanmax(np.abs(effect)) if effect.size else 0)
+        finite = np.isfinite(effect)
+        # Effects below a billionth of the largest are rounding noise, not a change of sign.
+        tolerance = 1e-9 * (np.abs(effect[finite]).max() if finite.any() else 0.0)
         ratio = np.sign(effect) * np.sign(change)
-        seen = set(ratio[(scale > tolerance) & (change != 0) & np.isfinite(effect)].astype(int).tolist())
+        seen = set(ratio[(np.abs(effect) > tolerance) & (change != 0) & finite].astype(int).tolist())
         seen.discard(0)
         return seen.pop() if len(seen) == 1 else None
 
@@ -1326,19 +1441,16 @@ def _relative(scores: np.ndarray) -> np.ndarray:
 
 
 def _dominant(relative: np.ndarray) -> np.ndarray:
-    flags = np.zeros(relative.shape, bool)
-    for k in range(relative.shape[0]):
-        row = np.abs(relative[k])
-        if np.isnan(row).any() or not (row > 0).any():
-            continue
-        order = np.argsort(-row, kind="stable")
-        total = 0.0
-        for j in order:
-            flags[k, j] = True
-            total += row[j]
-            if total >= DOMINANCE_SHARE - 1e-12:
-                break
-    return flags
+    """The smallest set of loops per time, by decreasing |relative score|, explaining half the change."""
+    magnitude = np.abs(relative)
+    valid = ~np.isnan(magnitude).any(axis=1) & (np.nan_to_num(magnitude) > 0).any(axis=1)
+    magnitude = np.where(np.isnan(magnitude), 0.0, magnitude)
+    order = np.argsort(-magnitude, axis=1, kind="stable")
+    cumulative = np.cumsum(np.take_along_axis(magnitude, order, axis=1), axis=1)
+    needed = np.argmax(cumulative >= DOMINANCE_SHARE - 1e-12, axis=1) + 1
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :].repeat(order.shape[0], axis=0), axis=1)
+    return (rank < needed[:, None]) & valid[:, None]
 
 
 def link_scores(
@@ -1476,7 +1588,8 @@ def loop_dominance(
     -------
     xarray.Dataset
         Dims ``time`` (the save times) and ``loop`` (loop ids ``L1``, ...) with coordinates
-        ``name``, ``title``, ``polarity`` (R, B or ?), ``variables`` (Vensim names joined by
+        ``name`` (e.g. "B1 Profit squeeze", the loop id when unnamed), ``named``,
+        ``polarity`` (R, B or ?), ``variables`` (Vensim names joined by
         `` -> ``), ``length`` and ``partition``; variables ``loop_score``, ``relative_score``
         (in [-1, 1]; NaN at times before the scores are defined) and ``dominant`` (bool); also
         ``link_score(time, link)`` for the links on the loops. Provenance attrs of the run, the
@@ -1514,11 +1627,7 @@ def loop_dominance(
         if not exact:
             approximated.append(f"{source} -> {target}")
     n_time, n_loop = index.size, len(loops)
-    loop_score = np.ones((n_time, n_loop))
-    for j, loop in enumerate(loops):
-        for edge in loop.edges:
-            with np.errstate(all="ignore"):
-                loop_score[:, j] *= scores[edge]
+    loop_score = _loop_products(loops, edges, scores, n_time)
     relative = np.full((n_time, n_loop), np.nan)
     dominant = np.zeros((n_time, n_loop), bool)
     for part in sorted({loop.partition for loop in loops}):
@@ -1551,11 +1660,13 @@ def loop_dominance(
         coords={
             "time": links_ds["time"],
             "loop": ("loop", np.asarray(ids, dtype=str)),
-            "name": ("loop", np.asarray([loop.name for loop in loops], dtype=str), {"long_name": "Loop name"}),
-            "title": ("loop", np.asarray([loop.title for loop in loops], dtype=str)),
+            "name": ("loop", np.asarray([loop.label for loop in loops], dtype=str),
+                     {"long_name": "Loop name (from loops.toml, e.g. 'B1 Profit squeeze'; the loop id if unnamed)"}),
+            "named": ("loop", np.asarray([bool(loop.name) for loop in loops], dtype=bool)),
             "polarity": ("loop", np.asarray([loop.polarity for loop in loops], dtype=str),
                          {"long_name": "Loop polarity (R reinforcing, B balancing, ? depends on the state)"}),
-            "variables": ("loop", np.asarray([loop.describe() for loop in loops], dtype=str)),
+            # Variable-length strings: a model with thousands of long loops stays small on disk.
+            "variables": ("loop", np.asarray([loop.describe() for loop in loops], dtype=object)),
             "length": ("loop", np.asarray([loop.length for loop in loops], dtype=np.int64)),
             "partition": ("loop", np.asarray([loop.partition for loop in loops], dtype=np.int64)),
             "link": links_ds["link"],
@@ -1565,15 +1676,47 @@ def loop_dominance(
         },
         attrs=links_ds.attrs,
     )
+    for name in ("loop_score", "relative_score", "dominant", "link_score"):
+        # Mostly zeros and repeated values in large models: compressed in netCDF.
+        ds[name].encoding.update({"zlib": True, "complevel": 1})
     ds.attrs["max_length"] = max_length if max_length is not None else "none"
     ds.attrs["n_loops"] = n_loop
+    ds.attrs["named_loops"] = json.dumps(_match_report(_named_entries(model, names), loops))
     return ds
+
+
+def _loop_products(loops: Sequence[Loop], edges: list[tuple[str, str]], scores: Mapping, n_time: int) -> np.ndarray:
+    """Products of link scores around every loop at once: sums of logs through an incidence matrix."""
+    from scipy import sparse
+
+    if not loops:
+        return np.ones((n_time, 0))
+    column = {edge: i for i, edge in enumerate(edges)}
+    rows = [column[edge] for loop in loops for edge in loop.edges]
+    cols = [j for j, loop in enumerate(loops) for _ in range(loop.length)]
+    # (link, loop) counts; an elementary loop passes each link at most once.
+    incidence = sparse.csc_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(edges), len(loops)))
+    links = np.stack([scores[e] for e in edges], axis=1)  # (time, link)
+    with np.errstate(all="ignore"):
+        magnitude = np.abs(links)
+        logs = np.where(magnitude > 0, np.log(np.where(magnitude > 0, magnitude, 1.0)), 0.0)
+        logs = np.where(np.isnan(links), 0.0, logs)
+        stacked = np.concatenate([logs, (magnitude == 0), (links < 0), np.isnan(links)], axis=0).astype(float)
+        sums = np.asarray((sparse.csr_matrix(stacked) @ incidence).todense())
+        log_sum, zeros, negatives, missing = np.split(sums, 4, axis=0)
+        product = np.where(np.rint(negatives) % 2 == 1, -1.0, 1.0) * np.exp(log_sum)
+    product = np.where(zeros > 0, 0.0, product)
+    return np.where(missing > 0, np.nan, product)
 
 
 def dominance_periods(dataset, loop: str) -> list[tuple[float, float]]:
     """The (start, end) save times of the periods in which a loop is dominant."""
-    flags = np.asarray(dataset["dominant"].sel(loop=loop).values, dtype=bool)
-    times = np.asarray(dataset["time"].values, dtype=float)
+    return _periods(dataset["dominant"].sel(loop=loop).values, dataset["time"].values)
+
+
+def _periods(flags, times) -> list[tuple[float, float]]:
+    flags = np.asarray(flags, dtype=bool)
+    times = np.asarray(times, dtype=float)
     periods, start = [], None
     for k, flag in enumerate(flags):
         if flag and start is None:
