@@ -133,9 +133,9 @@ class Simulator:
 
     def run(self, values: Mapping[str, float]) -> xr.Dataset:
         """Run the model at the lever values (Python name -> value)."""
-        import pysd_runner
+        from pysd_runner import run
 
-        return pysd_runner.run(self.model, dict(values), scenario=self.scenario, variables=self.variables)
+        return run(self.model, dict(values), scenario=self.scenario, variables=self.variables)
 
     def __call__(self, values: Mapping[str, float]) -> xr.Dataset:
         key = tuple(sorted((k, float(v)) for k, v in values.items()))
@@ -321,16 +321,16 @@ def make_app(model, *, scenario=None):
     import dash
     from dash import ALL, Input, Output, State, ctx, dcc, html
 
-    import pysd_runner
+    from pysd_runner import CompiledModel, CrisisError, compile_model, load_scenario, run
 
-    if not isinstance(model, pysd_runner.CompiledModel):
-        model = pysd_runner.compile_model(model)
-    scen = pysd_runner.load_scenario(scenario, model) if scenario is not None else None
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
+    scen = load_scenario(scenario, model) if scenario is not None else None
     levers = levers_of(model, scen)
     base_values = {lv.py_name: lv.base for lv in levers}
 
     # One full run tells which variables to show; later runs compute only those.
-    full = pysd_runner.run(model, base_values, scenario=scen)
+    full = run(model, base_values, scenario=scen)
     panels = figures.sector_panels(full)
     shown = list(dict.fromkeys(v for names in panels.values() for v in names))
     phase = "employment_rate" in full and "wage_share" in full
@@ -452,7 +452,7 @@ def make_app(model, *, scenario=None):
                     pins.append(dict(values))
         try:
             figs = figures_for(values, pins)
-        except pysd_runner.CrisisError as exc:
+        except CrisisError as exc:
             messages.append(f"{exc}; showing the scenario's values")
             values, pins = dict(base_values), []
             figs = figures_for(values, pins)

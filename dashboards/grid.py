@@ -104,14 +104,14 @@ def build_lever_grid(
     >>> dict(grid.sizes)  # doctest: +SKIP
     {'phillips_slope': 3, 'phillips_intercept': 5, 'time': 201}
     """
-    import pysd_runner
+    from pysd_runner import CompiledModel, SimulationError, compile_model, load_scenario, run
 
     if isinstance(levers, str) or not 1 <= len(levers) <= 2:
         raise DashboardInputError(f"a lever grid spans one or two levers; got {levers!r}")
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 2:
         raise DashboardInputError(f"n_steps must be an integer of at least 2; got {n_steps!r}")
-    if not isinstance(model, pysd_runner.CompiledModel):
-        model = pysd_runner.compile_model(model)
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
     elements = [model.resolve(name, kinds=("constant",), role="lever") for name in levers]
     if len({e.py_name for e in elements}) != len(elements):
         raise DashboardInputError(f"the levers of a grid must differ; got {list(levers)}")
@@ -122,7 +122,7 @@ def build_lever_grid(
     axes = [(e, _lever_values(e, given.get(e.py_name), n_steps)) for e in elements]
     scenario_list = list(scenarios) if scenarios else [None]
 
-    first = pysd_runner.run(model, scenario=scenario_list[0], **run_options)
+    first = run(model, scenario=scenario_list[0], **run_options)
     if variables is None:
         variables = [group[0] for group in sector_panels(first).values()]
     variables = [model.resolve(v, kinds=("stock", "flow", "auxiliary", "stateful")).py_name for v in variables]
@@ -142,8 +142,8 @@ def build_lever_grid(
         for point in np.ndindex(*shape):
             params = {e.py_name: float(vals[i]) for (e, vals), i in zip(axes, point)}
             try:
-                ds = pysd_runner.run(model, params, scenario=scenario, variables=variables, **run_options)
-            except pysd_runner.SimulationError:
+                ds = run(model, params, scenario=scenario, variables=variables, **run_options)
+            except SimulationError:
                 continue  # recorded as ok=False with NaN values, which the report shows as such
             if ds.sizes["time"] != n_time:
                 raise DashboardInputError(
@@ -166,7 +166,7 @@ def build_lever_grid(
     }
     data_vars["ok"] = (dims, ok, {"long_name": "run stayed finite"})
     if scenarios:
-        labels = [pysd_runner.load_scenario(s, model).name for s in scenario_list]
+        labels = [load_scenario(s, model).name for s in scenario_list]
         if len(set(labels)) != len(labels):
             raise DashboardInputError(f"the scenarios of a grid must have distinct names; got {labels}")
         coords["scenario"] = ("scenario", np.asarray(labels, dtype=str), {"long_name": "Scenario"})
@@ -186,9 +186,9 @@ def _grid_as_ensemble(model, scenario_list, axes, shape, variables, run_options,
     their time settings; members equal single runs to rounding (pysd_runner's tests check
     it). Returns False when not possible, and the grid is then run point by point.
     """
-    import pysd_runner
+    from pysd_runner import load_scenario, run_ensemble
 
-    scenarios = [pysd_runner.load_scenario(s, model) if s is not None else None for s in scenario_list]
+    scenarios = [load_scenario(s, model) if s is not None else None for s in scenario_list]
     if any(s is not None and s.policies for s in scenarios) or set(run_options) - {"final_time", "time_step", "saveper"}:
         return False
     times = {tuple(sorted(s.time.items())) if s is not None else () for s in scenarios}
@@ -211,7 +211,7 @@ def _grid_as_ensemble(model, scenario_list, axes, shape, variables, run_options,
     if scenarios[0] is not None:
         for key, value in scenarios[0].time.items():
             options.setdefault(key, value)
-    ensemble = pysd_runner.run_ensemble(model, samples, variables=variables, **options)
+    ensemble = run_ensemble(model, samples, variables=variables, **options)
     if ensemble.sizes["time"] != n_time:
         return False
     for member, position in enumerate(index):
