@@ -66,8 +66,8 @@ def grid(model, levers, steps, scenarios, all_scenarios, variables, final_time, 
     """
     import numpy as np
 
-    from pysd_runner import compile_model, list_scenarios, save
-    from pysd_runner.errors import ScenarioError
+    from pysd_runner import compile_model, save
+    from pysd_runner.scenarios import chosen_scenarios
 
     from .errors import DashboardInputError
     from .grid import build_lever_grid, describe_lever
@@ -77,11 +77,7 @@ def grid(model, levers, steps, scenarios, all_scenarios, variables, final_time, 
     if not 1 <= len(levers) <= 2:
         raise DashboardInputError(f"give one or two --lever options; got {len(levers)}")
     compiled = compile_model(model)
-    names = list(scenarios)
-    if all_scenarios:
-        names = list_scenarios(compiled)
-        if not names:
-            raise ScenarioError(f"model '{compiled.source.name}' has no scenarios in {compiled.scenario_dir}")
+    names = chosen_scenarios(compiled, scenarios, all_scenarios)
     values = {}
     lever_names = []
     for spec in levers:

@@ -170,20 +170,15 @@ def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, sa
       crisis run models/goodwin/goodwin.mdl --all-scenarios --output out/goodwin.nc
     """
     from .compiler import compile_model
-    from .errors import ScenarioError
     from .results import save
     from .runner import run, run_scenarios
-    from .scenarios import list_scenarios
+    from .scenarios import chosen_scenarios
     from .sensitivity import parse_metric
 
     if Path(output).suffix.lower() not in (".nc", ".csv"):
         raise ParameterError(f"--output '{output}' must end in .nc or .csv")
     compiled = compile_model(model)
-    names = list(scenarios)
-    if all_scenarios:
-        names = list_scenarios(compiled)
-        if not names:
-            raise ScenarioError(f"model '{compiled.source.name}' has no scenarios in {compiled.scenario_dir}")
+    names = chosen_scenarios(compiled, scenarios, all_scenarios)
     options = dict(final_time=final_time, time_step=time_step, saveper=saveper,
                    variables=variables, seed=seed, progress=True)
     params = _parse_set(sets)

@@ -24,11 +24,11 @@ import pandas as pd
 import xarray as xr
 
 from .compiler import CompiledModel, compile_model
-from .errors import CrisisError, ParameterError, ScenarioError, SimulationError
+from .errors import CrisisError, ParameterError, SimulationError
 from .runner import (
     _check_seed,
     _element_in_traceback,
-    _normalise_params,
+    _merged_params,
     _output_elements,
     _provenance,
     _time_settings,
@@ -418,15 +418,7 @@ def run_ensemble(
     scen = load_scenario(scenario, model) if scenario is not None else None
     members = _normalise_samples(model, samples, check_ranges)
     n = len(next(iter(members.values())))
-    fixed: dict[str, Any] = {}
-    if scen is not None:
-        try:
-            fixed.update(_normalise_params(model, scen.params, check_ranges))
-            fixed.update(_normalise_params(
-                model, {k: {"time": t, "value": v} for k, (t, v) in scen.policies.items()}, check_ranges))
-        except ParameterError as exc:
-            raise ScenarioError(f"scenario file '{scen.path}': {exc}") from None
-    fixed.update(_normalise_params(model, params, check_ranges))
+    fixed = _merged_params(model, scen, params, check_ranges)
     for name in members:
         fixed.pop(name, None)
     settings = _time_settings(model, scen, final_time=final_time, time_step=time_step, saveper=saveper)

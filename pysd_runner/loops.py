@@ -1096,20 +1096,12 @@ def _integrate(model: CompiledModel, params, recorded: list[str], *, scenario, f
     as much as the integration itself), and finiteness is checked once at the end.
     Returns (times, values, provenance attrs, resolved params).
     """
-    from .errors import ScenarioError, SimulationError
-    from .runner import _check_seed, _normalise_params, _provenance, _time_settings, _to_pysd
+    from .errors import SimulationError
+    from .runner import _check_seed, _merged_params, _provenance, _time_settings, _to_pysd
     from .scenarios import load_scenario
 
     scen = load_scenario(scenario, model) if scenario is not None else None
-    merged: dict[str, Any] = {}
-    if scen is not None:
-        try:
-            merged.update(_normalise_params(model, scen.params, True))
-            merged.update(_normalise_params(
-                model, {k: {"time": t, "value": v} for k, (t, v) in scen.policies.items()}, True))
-        except ParameterError as exc:
-            raise ScenarioError(f"scenario file '{scen.path}': {exc}") from None
-    merged.update(_normalise_params(model, params, True))
+    merged = _merged_params(model, scen, params, True)
     settings = _time_settings(model, scen, final_time=final_time, time_step=time_step, saveper=None)
     saveper = settings["saveper"]
     settings["saveper"] = settings["time_step"]

@@ -116,6 +116,23 @@ def _normalise_params(model: CompiledModel, params: Mapping[str, Any] | None, ch
     return resolved
 
 
+def _merged_params(model: CompiledModel, scen: Scenario | None, params, check_ranges: bool) -> dict[str, Any]:
+    """The scenario's constants and policies, then ``params`` on top, all validated.
+
+    Errors in the scenario's values are reported against its file.
+    """
+    merged: dict[str, Any] = {}
+    if scen is not None:
+        policies = {k: {"time": t, "value": v} for k, (t, v) in scen.policies.items()}
+        try:
+            merged.update(_normalise_params(model, scen.params, check_ranges))
+            merged.update(_normalise_params(model, policies, check_ranges))
+        except ParameterError as exc:
+            raise ScenarioError(f"scenario file '{scen.path}': {exc}") from None
+    merged.update(_normalise_params(model, params, check_ranges))
+    return merged
+
+
 def _to_pysd(value: Any) -> Any:
     if isinstance(value, tuple):
         times, values = value
@@ -281,16 +298,7 @@ def run(
     if not isinstance(model, CompiledModel):
         model = compile_model(model)
     scen = load_scenario(scenario, model) if scenario is not None else None
-    merged: dict[str, Any] = {}
-    if scen is not None:
-        try:
-            merged.update(_normalise_params(model, scen.params, check_ranges))
-            merged.update(_normalise_params(
-                model, {k: {"time": t, "value": v} for k, (t, v) in scen.policies.items()}, check_ranges
-            ))
-        except ParameterError as exc:
-            raise ScenarioError(f"scenario file '{scen.path}': {exc}") from None
-    merged.update(_normalise_params(model, params, check_ranges))
+    merged = _merged_params(model, scen, params, check_ranges)
     settings = _time_settings(model, scen, final_time=final_time, time_step=time_step, saveper=saveper)
     outputs = _output_elements(model, variables)
     seed = _check_seed(seed)

@@ -30,7 +30,7 @@ from .errors import ScenarioError, did_you_mean
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledModel
 
-__all__ = ["Scenario", "load_scenario", "list_scenarios"]
+__all__ = ["Scenario", "load_scenario", "list_scenarios", "chosen_scenarios"]
 
 TOP_LEVEL_KEYS = ("description", "params", "policies", "time")
 TIME_KEYS = ("final_time", "time_step", "saveper")
@@ -52,6 +52,16 @@ def list_scenarios(model: "CompiledModel") -> list[str]:
     """Names of the scenario files in the model's ``scenarios/`` folder."""
     folder = model.scenario_dir
     return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def chosen_scenarios(model: "CompiledModel", names, all_scenarios: bool) -> list[str]:
+    """The scenarios a command was given, or every one in the model's folder with ``all_scenarios``."""
+    if not all_scenarios:
+        return list(names)
+    found = list_scenarios(model)
+    if not found:
+        raise ScenarioError(f"model '{model.source.name}' has no scenarios in {model.scenario_dir}")
+    return found
 
 
 def _number(value, where: str) -> float:
