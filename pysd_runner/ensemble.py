@@ -40,6 +40,9 @@ from .vectorize import vector_module, vectorisation_blockers
 
 __all__ = ["run_ensemble", "VectorisationWarning", "ExecutorError"]
 
+#: The engines run_ensemble can use, fastest first.
+ENGINES = ("auto", "compiled", "vectorised", "member-by-member")
+
 #: Default bound on members x save times x variables x 8 bytes held at once.
 DEFAULT_MAX_BYTES = 512 * 2**20
 
@@ -242,9 +245,40 @@ def _run_one_by_one(model: CompiledModel, members: dict[str, np.ndarray], fixed:
     return _ChunkResult(np.asarray(times, float)[:n_times], values, ok, notes, "member-by-member", subscripts)
 
 
-def _run_chunk(model: CompiledModel, members, fixed, settings, outputs, blockers, seeds, on_fraction=None) -> _ChunkResult:
-    if blockers:
+def _run_compiled(model: CompiledModel, members: dict[str, np.ndarray], fixed: dict[str, Any],
+                  settings: dict[str, float], outputs: list[str], on_fraction=None,
+                  threads: int | None = None) -> _ChunkResult:
+    """All members on the model's compiled kernel (raises KernelUnsupported if it cannot)."""
+    from .kernel import KernelUnsupported, kernel_for
+
+    try:
+        kernel = kernel_for(model, progress=on_fraction is not None)
+    except ImportError:
+        raise KernelUnsupported(model.name, "needs numba, which is not installed") from None
+    reason = kernel.can_run(fixed, list(members), outputs)
+    if reason is not None:
+        raise KernelUnsupported(model.name, reason)
+    n = len(next(iter(members.values())))
+    with np.errstate(all="ignore"):
+        times, values, ok = kernel.run(members, n, fixed, settings, outputs, on_fraction, threads)
+    return _ChunkResult(times, values, ok, [], "compiled")
+
+
+def _run_chunk(model: CompiledModel, members, fixed, settings, outputs, blockers, seeds, on_fraction=None,
+               engine: str = "auto", threads: int | None = None) -> _ChunkResult:
+    if blockers and engine == "compiled":
+        listed = "; ".join(f"'{k}' {v}" for k, v in sorted(blockers.items()))
+        raise ParameterError(f"engine='compiled': model '{model.source.name}' cannot run on the compiled kernel: {listed}")
+    if blockers or engine == "member-by-member":
         return _run_one_by_one(model, members, fixed, settings, outputs, seeds)
+    if engine in ("auto", "compiled"):
+        from .kernel import KernelUnsupported
+
+        try:
+            return _run_compiled(model, members, fixed, settings, outputs, on_fraction, threads)
+        except KernelUnsupported as exc:
+            if engine == "compiled":
+                raise ParameterError(f"engine='compiled': model '{model.source.name}' cannot run on the compiled kernel: {exc}") from None
     try:
         return _run_vectorised(model, members, fixed, settings, outputs, on_fraction)
     except (TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError, OverflowError) as exc:
@@ -255,7 +289,8 @@ def _run_chunk(model: CompiledModel, members, fixed, settings, outputs, blockers
         return result
 
 
-def _chunk_task(model_path: str, sha256: str, members, fixed, settings, outputs, blockers, seeds) -> _ChunkResult:
+def _chunk_task(model_path: str, sha256: str, members, fixed, settings, outputs, blockers, seeds,
+                engine: str = "auto") -> _ChunkResult:
     """What a Dask worker runs: compile the model from its file, then one chunk."""
     model = compile_model(model_path)
     if model.sha256 != sha256:
@@ -263,7 +298,8 @@ def _chunk_task(model_path: str, sha256: str, members, fixed, settings, outputs,
             f"model file '{model_path}' changed while the ensemble ran (sha256 {model.sha256[:12]} on the "
             f"worker, {sha256[:12]} on the client)"
         )
-    return _run_chunk(model, members, fixed, settings, outputs, blockers, seeds)
+    # One thread per chunk: Dask already runs one chunk per worker thread.
+    return _run_chunk(model, members, fixed, settings, outputs, blockers, seeds, engine=engine, threads=1)
 
 
 # --------------------------------------------------------------------------- executors
@@ -297,7 +333,7 @@ def _connect(executor: Any):
     raise ExecutorError(f"executor must be 'local:N' or 'tcp://host:port'; got {executor!r}")
 
 
-def _execute(model, chunks, fixed, settings, outputs, blockers, seeds, executor, progress):
+def _execute(model, chunks, fixed, settings, outputs, blockers, seeds, executor, progress, engine="auto"):
     from tqdm.auto import tqdm
 
     bar = tqdm(total=sum(len(c) for c in chunks), disable=not progress, file=sys.stderr, unit="member",
@@ -319,7 +355,7 @@ def _execute(model, chunks, fixed, settings, outputs, blockers, seeds, executor,
                     bar.refresh()
 
                 results[i] = _run_chunk(model, members_of(index), fixed, settings, outputs, blockers, seed_part,
-                                        advance if progress else None)
+                                        advance if progress else None, engine)
                 done += len(index)
                 bar.n = done
                 bar.refresh()
@@ -333,7 +369,7 @@ def _execute(model, chunks, fixed, settings, outputs, blockers, seeds, executor,
                 seed_part = None if seeds is None else seeds[index]
                 future = client.submit(
                     _chunk_task, str(model.source), model.sha256, members_of(index), fixed, settings,
-                    outputs, blockers, seed_part, pure=False, retries=3,
+                    outputs, blockers, seed_part, engine, pure=False, retries=3,
                 )
                 futures[future] = i
             for future in as_completed(futures):
@@ -380,6 +416,7 @@ def run_ensemble(
     max_bytes: int = DEFAULT_MAX_BYTES,
     check_ranges: bool = True,
     progress: bool = False,
+    engine: str = "auto",
 ) -> xr.Dataset:
     """Run many members of a model, one value of each varied constant per member.
 
@@ -404,15 +441,22 @@ def run_ensemble(
         at least one chunk per worker thread.
     progress : bool
         A progress bar over members on stderr.
+    engine : "auto", "compiled", "vectorised" or "member-by-member"
+        "auto" runs the model's compiled kernel (:mod:`pysd_runner.kernel`) when it can
+        translate the model, else the vectorised numpy pass, else member by member.
+        "compiled" fails with the reason when the kernel cannot run the model. The other
+        two force the slower engines (for comparison and benchmarks).
 
     Returns
     -------
     xarray.Dataset
         Dims ``run`` and ``time``; each varied constant as a coordinate along ``run``
         (named by its Python name); ``ok(run)`` true for members that stayed finite;
-        attrs as for :func:`run` plus ``engine`` ("vectorised" or "member-by-member"),
+        attrs as for :func:`run` plus ``engine`` ("compiled", "vectorised" or "member-by-member"),
         ``n_members`` and ``n_ok``.
     """
+    if engine not in ENGINES:
+        raise ParameterError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     if not isinstance(model, CompiledModel):
         model = compile_model(model)
     scen = load_scenario(scenario, model) if scenario is not None else None
@@ -447,7 +491,7 @@ def run_ensemble(
         if executor is not None:
             size = min(size, max(1, math.ceil(n / 16)))
     chunks = _Chunks(members, size)
-    results = _execute(model, chunks, fixed, settings, outputs, blockers, seeds, executor, progress)
+    results = _execute(model, chunks, fixed, settings, outputs, blockers, seeds, executor, progress, engine)
 
     for result in results:
         for note in result.notes:

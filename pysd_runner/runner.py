@@ -152,6 +152,10 @@ def _params_json(values: Mapping[str, Any]) -> str:
     return json.dumps(out, sort_keys=True)
 
 
+#: Engines a single run can use.
+RUN_ENGINES = ("auto", "pysd", "compiled")
+
+
 # --------------------------------------------------------------------------- time settings
 
 def _time_settings(model: CompiledModel, scenario: Scenario | None, **given: float | None) -> dict[str, float]:
@@ -237,6 +241,7 @@ def run(
     check_ranges: bool = True,
     progress: bool = False,
     knockout: Sequence[Any] | None = None,
+    engine: str = "auto",
 ) -> xr.Dataset:
     """Simulate a model once and return its trajectories as an xarray Dataset.
 
@@ -279,6 +284,13 @@ def run(
         value)``, ``"source->target"``, or ``"source"`` (held for every variable reading
         it). The held values are recorded in the ``knockout`` attr (JSON). See
         :mod:`pysd_runner.loops`.
+    engine : "auto", "pysd" or "compiled"
+        "auto" runs the model's compiled kernel (:mod:`pysd_runner.kernel`, the same
+        numbers as PySD, hundreds of times faster) when it can translate the model and no
+        knock-out or random function is involved, and PySD otherwise; a run that goes
+        non-finite is repeated under PySD, whose diagnostics name the element. "pysd"
+        always uses PySD; "compiled" fails with the reason when the kernel cannot run it.
+        The engine used is recorded in the ``engine`` attr.
 
     Returns
     -------
@@ -295,6 +307,8 @@ def run(
     """
     if errors not in ("raise", "warn"):
         raise ParameterError(f"errors must be 'raise' or 'warn'; got {errors!r}")
+    if engine not in RUN_ENGINES:
+        raise ParameterError(f"engine must be one of {', '.join(RUN_ENGINES)}; got {engine!r}")
     if not isinstance(model, CompiledModel):
         model = compile_model(model)
     scen = load_scenario(scenario, model) if scenario is not None else None
@@ -310,13 +324,20 @@ def run(
     if model.uses_random and seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
 
-    rng_state = np.random.get_state()
-    try:
-        if seed is not None:
-            np.random.seed(seed)
-        times, columns, failure = _simulate(model, merged, settings, outputs, errors, progress, knocked)
-    finally:
-        np.random.set_state(rng_state)
+    compiled = None
+    if engine != "pysd":
+        compiled = _simulate_compiled(model, merged, settings, outputs, knocked, engine == "compiled", progress)
+    if compiled is not None:
+        times, columns = compiled
+        failure = None
+    else:
+        rng_state = np.random.get_state()
+        try:
+            if seed is not None:
+                np.random.seed(seed)
+            times, columns, failure = _simulate(model, merged, settings, outputs, errors, progress, knocked)
+        finally:
+            np.random.set_state(rng_state)
 
     if failure is not None:
         message = (
@@ -329,9 +350,48 @@ def run(
 
     dataset = _to_dataset(model, times, columns, outputs)
     dataset.attrs.update(_provenance(model, merged, scen, seed, settings))
+    dataset.attrs["engine"] = "compiled" if compiled is not None else "pysd"
     if knocked is not None:
         dataset.attrs["knockout"] = json.dumps(knocked.describe())
     return dataset
+
+
+def _simulate_compiled(model, merged, settings, outputs, knocked, required: bool, progress: bool = False):
+    """Times and columns from the compiled kernel, or None when PySD must run instead.
+
+    None when the kernel cannot take this run (knock-outs, random functions, subscripts,
+    an element it does not translate, numba missing) or when the run goes non-finite, so
+    that PySD's run names the element and time. With ``required`` those become errors.
+    """
+    from .kernel import KernelUnsupported, kernel_for
+
+    def unavailable(reason: str):
+        if required:
+            raise ParameterError(f"engine='compiled': model '{model.source.name}' cannot run on the compiled kernel: {reason}")
+        return None
+
+    if knocked is not None:
+        return unavailable("knock-outs run under PySD")
+    if model.uses_random:
+        return unavailable("it uses random functions")
+    try:
+        kernel = kernel_for(model, progress=progress)
+    except ImportError:
+        return unavailable("numba is not installed")
+    except KernelUnsupported as exc:
+        return unavailable(str(exc))
+    names = [e.py_name for e in outputs]
+    reason = kernel.can_run(merged, [], names)
+    if reason is not None:
+        return unavailable(reason)
+    try:
+        with np.errstate(all="ignore"):
+            times, values, ok = kernel.run({}, 1, merged, settings, names, threads=1)
+    except KernelUnsupported as exc:
+        return unavailable(str(exc))
+    if not ok[0]:
+        return None  # PySD repeats the run and reports the first non-finite element
+    return times, {name: values[name][0] for name in names}
 
 
 def _simulate(model, merged, settings, outputs, errors, progress, knocked=None):
@@ -456,7 +516,7 @@ def _to_dataset(model: CompiledModel, times: list[float], columns: dict[str, lis
     data_vars = {}
     for element in outputs:
         values = columns[element.py_name]
-        if values and isinstance(values[0], xr.DataArray):
+        if len(values) and isinstance(values[0], xr.DataArray):
             da = xr.concat(values, dim="time", coords="minimal", compat="override", join="override")
             da = da.assign_coords(time=coords["time"][1]).transpose("time", ...)
             for dim in da.dims:
@@ -464,7 +524,11 @@ def _to_dataset(model: CompiledModel, times: list[float], columns: dict[str, lis
                     da = da.assign_coords({dim: np.asarray(da[dim].values, dtype=str)})
             da = da.astype(float)
         else:
-            da = xr.DataArray(np.asarray(values, dtype=float).reshape(len(times)), dims=("time",))
+            # A plain Variable: no index to align, which matters for the live app's latency.
+            data_vars[element.py_name] = xr.Variable(
+                ("time",), np.asarray(values, dtype=float).reshape(len(times)),
+                {"units": element.units, "long_name": element.name, "comment": element.comment})
+            continue
         da.attrs = {"units": element.units, "long_name": element.name, "comment": element.comment}
         data_vars[element.py_name] = da.drop_vars("time", errors="ignore")
     return xr.Dataset(data_vars, coords=coords)
@@ -532,6 +596,7 @@ def run_scenarios(
         scenario_description=("scenario", np.asarray(descriptions, dtype=str)),
     )
     attrs = dict(runs[0].attrs)
+    attrs["engine"] = ",".join(sorted({ds.attrs.get("engine", "pysd") for ds in runs}))
     attrs["scenario"] = ",".join(names)
     attrs["scenario_description"] = ""
     attrs["params"] = json.dumps({n: json.loads(ds.attrs["params"]) for n, ds in zip(names, runs)}, sort_keys=True)
@@ -591,6 +656,6 @@ def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwarg
     attrs["scenario"] = ",".join(names)
     attrs["scenario_description"] = ""
     attrs["params"] = json.dumps({n: json.loads(_params_json(v)) for n, v in zip(names, per_scenario)}, sort_keys=True)
-    attrs["engine"] = "vectorised"
+    attrs["engine"] = ensemble.attrs["engine"]
     data.attrs = attrs
     return data.transpose("scenario", "time", ...)

@@ -84,13 +84,23 @@ def vector_module(model: CompiledModel) -> Path:
     return target
 
 
+_BLOCKERS: dict[tuple[str, str], dict[str, str]] = {}
+
+
 def vectorisation_blockers(model: CompiledModel) -> dict[str, str]:
-    """Elements that cannot run as member arrays, each with the reason.
+    """Elements that cannot run as member arrays, each with the reason (cached per model).
 
     Subscripted elements (PySD's xarray broadcasting would align member arrays with
     subscript dims), random functions (members need draws of their own) and PySD runtime
     functions outside :data:`VECTOR_SAFE` block vectorisation.
     """
+    key = (str(model.py_file), model.sha256)
+    if key not in _BLOCKERS:
+        _BLOCKERS[key] = _find_blockers(model)
+    return dict(_BLOCKERS[key])
+
+
+def _find_blockers(model: CompiledModel) -> dict[str, str]:
     blockers: dict[str, str] = {}
     for element in model.elements.values():
         if element.subscripts:

@@ -29,3 +29,29 @@ def population():
     from pysd_runner import compile_model
 
     return compile_model(FIXTURES / "population.mdl")
+
+
+#: A stock that explodes in finite time when ``rate`` is large: non-finite runs on demand.
+BLOWUP_MDL = """{UTF-8}
+x = INTEG(rate * x * x, 1)
+	~	Thing
+	~	Explodes in finite time when the rate is large.
+	|
+rate = 0.01
+	~	1/(Thing*Year) [0,100]
+	~	Strength of the self-reinforcement.
+	|
+FINAL TIME = 10 ~ Year ~ End. |
+INITIAL TIME = 0 ~ Year ~ Start. |
+SAVEPER = 1 ~ Year ~ Save period. |
+TIME STEP = 0.5 ~ Year ~ Step. |
+"""
+
+
+@pytest.fixture(scope="session")
+def blowup(tmp_path_factory):
+    from pysd_runner import compile_model
+
+    path = tmp_path_factory.mktemp("blowup") / "blowup.mdl"
+    path.write_text(BLOWUP_MDL)
+    return compile_model(path)

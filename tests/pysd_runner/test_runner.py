@@ -286,7 +286,8 @@ def test_progress_bar_goes_to_stderr(population, capsys, monkeypatch):
     import pysd_runner.runner as runner
 
     monkeypatch.setattr(runner, "PROGRESS_DELAY", 0)
-    run(population, progress=True)
+    # PySD's step loop shows steps; a compiled run takes milliseconds and needs no bar.
+    run(population, progress=True, engine="pysd")
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "population:" in captured.err and "/40 " in captured.err
