@@ -7,9 +7,20 @@ one simulation. Thresholds are stated next to each check with the reason for the
 
 Windows used throughout (the shock starts in year 45 in every recession scenario):
 - "before": the five years before the shock, [40, 45);
-- "crossroads": the two decades from the shock, [45, 65], when the government must choose.
+- "crossroads": the two decades from the shock, [45, 65], when the government must choose;
+- "end": the last two decades of the century, [80, 100], for what the crisis leaves behind.
 
-Negative controls: for several checks (C2, C1, C6, C9/C10) a parameter change that removes
+Whether welfare "ends lower" is judged against the same scenario without the shock
+(``profitability shock size`` = 0), not against the same run before the shock. Welfare per
+head is already measured in output per worker, so productivity growth does not lift it;
+but a same-run comparison still mixes the shock with two other things: the five years
+before the shock fall in a boom (unemployment about 5% against about 10% over the reform
+years, so automatic stabilisers are low), and the unshocked reform economy drifts upward
+(welfare per head about 0.195 over years 20-45, 0.205 over 80-100, as the government's
+commitment recovers from the reform's own early erosion). Which way a same-run comparison
+comes out then depends on the window chosen; the counterfactual isolates the shock.
+
+Negative controls: for several checks (C2, C1, C3/C11, C6, C9/C10) a parameter change that removes
 the mechanism makes the same check fail; those runs are members of the same ensemble and
 the tests assert the check is False for them, so the checks are shown able to fail.
 """
@@ -30,10 +41,11 @@ pytestmark = pytest.mark.skipif(not MODEL.exists(), reason="models/reformism is 
 SHOCK = 45.0
 BEFORE = (40.0, 44.99)
 CROSSROADS = (45.0, 65.0)
+END = (80.0, 100.0)
 VARIABLES = [
     "profit_rate", "tax_revenue", "welfare_spending_per_head", "public_debt_ratio", "legitimacy",
     "strike_activity", "break_pressure", "business_confidence", "austerity_intensity", "militant_minority",
-    "repression", "employment_rate",
+    "repression", "employment_rate", "reform_commitment", "fiscal_capacity",
 ]
 
 # Members: (label, scenario, overrides).
@@ -54,6 +66,20 @@ MEMBERS = [
     ("very_organised", "militant_minority", {"rank and file organising effort": 0.1, "initial militant minority": 0.5}),
     ("austerity_repression_max", "recession_austerity", {"repression capacity": 1.0}),
     ("austerity_repression_none", "recession_austerity", {"repression capacity": 0.0}),
+    # No-shock counterfactuals for the lasting loss (austerity_no_shock above is the first).
+    ("hold_no_shock", "recession_hold_the_line", {"profitability shock size": 0}),
+    ("militant_no_shock", "militant_minority", {"profitability shock size": 0}),
+    ("gradualist_no_shock", "gradualist_world", {"profitability shock size": 0}),
+    # Negative controls for the lasting loss: a brief shock, the austerity ratchet off
+    # (commitment is not eroded, so cuts are restored once austerity lifts), and holding the
+    # line without bond-market discipline (no financing constraint, no risk premium); each
+    # with its own counterfactual where the change alters the unshocked economy too.
+    ("austerity_short_shock", "recession_austerity", {"shock duration": 1}),
+    ("austerity_no_ratchet", "recession_austerity", {"commitment erosion rate": 0}),
+    ("austerity_no_ratchet_no_shock", "recession_austerity", {"commitment erosion rate": 0, "profitability shock size": 0}),
+    ("hold_no_bond_market", "recession_hold_the_line", {"financing constraint strength": 0, "maximum risk premium": 0}),
+    ("hold_no_bond_market_no_shock", "recession_hold_the_line",
+     {"financing constraint strength": 0, "maximum risk premium": 0, "profitability shock size": 0}),
 ]
 
 
@@ -175,6 +201,66 @@ def test_c3_c4_c11_holding_the_line_builds_debt_and_an_investment_strike_and_sti
     assert welfare_cut(ds)
     # The government did refuse austerity: far less than under recession_austerity.
     assert highest(ds, "austerity_intensity", CROSSROADS) < 0.5 * highest(member(runs, "austerity"), "austerity_intensity", CROSSROADS)
+
+
+# Lasting loss: welfare per head over the last two decades against the same economy without
+# the shock. The window is longer than one full cycle of the post-shock economy (peak to peak
+# 12-16 years in the recession scenarios), so the two runs are compared over whole cycles
+# even though the shock shifts the cycle's phase. Threshold 4%: with the mechanisms that
+# make a loss last switched off (the controls below, and others tried: faster recovery of
+# commitment, the financing constraint alone off), shocked and unshocked runs still differ by
+# up to 1.6% over this window (the phase shift alone; up to 2.1% over other end windows of
+# 10 to 30 years); a loss of more than twice that is not explained by phase. The losses found
+# are 7.0% (austerity), 9.7% (holding the line) and 17.7% (gradualist world).
+LASTING_LOSS = 0.04
+
+
+def lasting_loss(shocked, unshocked) -> float:
+    """Relative shortfall of welfare per head over ``END`` against the no-shock counterfactual."""
+    return 1 - mean(shocked, "welfare_spending_per_head", END) / mean(unshocked, "welfare_spending_per_head", END)
+
+
+def test_c3_c11_welfare_ends_lower_than_without_the_shock_either_way(runs):
+    # Giving in, holding the line, and giving in in Chibber's world all end the century with
+    # less welfare per head than the same economy spared the shock: the loss lasts.
+    for label in ("austerity", "hold", "gradualist"):
+        loss = lasting_loss(member(runs, label), member(runs, f"{label}_no_shock"))
+        assert loss > LASTING_LOSS, (label, loss)
+    # Why it lasts, by route. Giving in (C3): the cuts are not restored. Austerity eroded the
+    # government's commitment to its programme, and decades later it is still 0.05 or more
+    # below the counterfactual's (about 0.84 against 0.96).
+    austerity, spared = member(runs, "austerity"), member(runs, "austerity_no_shock")
+    assert mean(austerity, "reform_commitment", END) < mean(spared, "reform_commitment", END) - 0.05
+    # Holding the line (C11): the commitment is intact (within 0.01), but the crisis was
+    # financed with public debt that is still there (0.1 years of output or more above the
+    # counterfactual, about 1.20 against 1.05), and bond-market stress still limits what the
+    # state can finance (fiscal capacity 0.05 or more lower).
+    hold, spared = member(runs, "hold"), member(runs, "hold_no_shock")
+    assert abs(mean(hold, "reform_commitment", END) - mean(spared, "reform_commitment", END)) < 0.01
+    assert mean(hold, "public_debt_ratio", END) > mean(spared, "public_debt_ratio", END) + 0.1
+    assert mean(hold, "fiscal_capacity", END) < mean(spared, "fiscal_capacity", END) - 0.05
+
+
+def test_c3_c11_negative_controls_no_lasting_loss_without_its_mechanisms(runs):
+    # No shock, no lasting loss: the check's zero point.
+    assert lasting_loss(member(runs, "austerity_no_shock"), member(runs, "austerity_no_shock")) == 0
+    # A one-year shock brings brief, mild austerity; commitment erosion rises with the fourth
+    # power of austerity, so the programme is hardly given up and welfare recovers.
+    assert lasting_loss(member(runs, "austerity_short_shock"), member(runs, "austerity_no_shock")) < LASTING_LOSS
+    # The same three-year shock and weak government, with the ratchet off: the cuts are
+    # restored once austerity lifts.
+    assert lasting_loss(member(runs, "austerity_no_ratchet"), member(runs, "austerity_no_ratchet_no_shock")) < LASTING_LOSS
+    # Holding the line without bond-market discipline: the debt stays, but it no longer
+    # limits welfare.
+    assert lasting_loss(member(runs, "hold_no_bond_market"), member(runs, "hold_no_bond_market_no_shock")) < LASTING_LOSS
+
+
+def test_c9_c10_organisation_prevents_a_lasting_loss(runs):
+    # The organised case is the exception the issue allows: the militant minority wins back
+    # the government's commitment (struggle restoration), and welfare ends within the
+    # threshold of its counterfactual (about 1% below), unlike the unorganised weak government.
+    assert lasting_loss(member(runs, "militant"), member(runs, "militant_no_shock")) < LASTING_LOSS
+    assert lasting_loss(member(runs, "austerity"), member(runs, "austerity_no_shock")) > LASTING_LOSS
 
 
 def test_c9_c10_an_organised_rank_and_file_changes_the_outcome(runs):

@@ -2,19 +2,21 @@
 
 For each crisis model: extreme conditions (every lever at each end of its Vensim range, and
 a Latin-hypercube ensemble over all ranges) keep members finite and ratios within their
-bounds; halving TIME STEP changes no key output by more than 1%; runs are reproducible.
+bounds; halving TIME STEP changes no key output by more than 1% (for reformism, in every
+shipped scenario but keen_core); runs are reproducible.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+from collections import defaultdict
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pysd_runner import compile_model, run, run_ensemble, sample
+from pysd_runner import compile_model, load_scenario, run, run_ensemble, run_scenarios, sample
 
 from ..conftest import MODELS, ROOT
 
@@ -48,7 +50,20 @@ if (MODELS / "reformism" / "reformism.mdl").exists():
             # and the share exceeds 1). Both happen only in Keen's bad equilibrium.
         },
         "min_finite_share": 0.99,  # the issue's bar for the integrated model
+        # The time-step check covers every shipped scenario at its own time settings, except
+        # keen_core: that is keen.mdl's run, bit for bit (test_reformism_claims), and keen.mdl
+        # is checked here in its own right.
+        "time_step_scenarios": sorted(
+            p.stem for p in (MODELS / "reformism" / "scenarios").glob("*.toml") if p.stem != "keen_core"
+        ),
     }
+
+# Known integration-error gaps: (model, scenario) -> why. Marked as strict expected failures,
+# so the gap stays visible in every test run and an XPASS flags when it has closed.
+KNOWN_TIME_STEP_GAPS: dict[tuple[str, str], str] = {
+    # None today. Until TIME STEP went from 1/512 to 1/1024, gradualist_world missed the
+    # bar (1.6%: first-order Euler error in the boom after the shock; models/reformism/README.md).
+}
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS_UNDER_TEST))
@@ -105,20 +120,71 @@ def test_latin_hypercube_over_all_ranges(case):
         assert share >= config["min_finite_share"], report
 
 
-def test_halving_the_time_step_changes_no_key_output_by_more_than_one_percent(case):
-    name, model, config = case
-    step = model.control["time_step"]
-    kwargs = dict(scenario=config["scenario"], variables=config["key"])
-    coarse = run(model, **kwargs)
-    fine = run(model, time_step=step / 2, **kwargs)
-    fine = fine.sel(time=coarse["time"])
-    for key in config["key"]:
+def _time_step_cases():
+    cases = []
+    for name in sorted(MODELS_UNDER_TEST):
+        config = MODELS_UNDER_TEST[name]
+        for scenario in config.get("time_step_scenarios", [config["scenario"]]):
+            reason = KNOWN_TIME_STEP_GAPS.get((name, scenario))
+            marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+            cases.append(pytest.param(name, scenario, marks=marks, id=f"{name}-{scenario or 'defaults'}"))
+    return cases
+
+
+def _halved_runs(name):
+    """Key outputs of every time-step scenario of a model, at its own TIME STEP and at half of it.
+
+    Scenarios that share their time settings run as one vectorised ensemble per step
+    (run_scenarios; members equal scalar runs to rounding), so the whole check for a model
+    costs about one run at each step.
+    """
+    model = compile_model(MODELS / name / f"{name}.mdl")
+    config = MODELS_UNDER_TEST[name]
+    groups = defaultdict(list)
+    for scenario in config.get("time_step_scenarios", [config["scenario"]]):
+        time = load_scenario(scenario, model).time if scenario is not None else {}
+        settings = tuple(time.get(key, model.control[key]) for key in ("final_time", "time_step", "saveper"))
+        groups[settings].append(scenario)
+    halved = {}
+    for (final_time, step, saveper), scenarios in groups.items():
+        kwargs = dict(variables=config["key"], final_time=final_time, saveper=saveper)
+        if scenarios == [None]:
+            coarse, fine = run(model, time_step=step, **kwargs), run(model, time_step=step / 2, **kwargs)
+            halved[None] = (coarse, fine.sel(time=coarse["time"]))
+            continue
+        coarse = run_scenarios(model, scenarios, time_step=step, **kwargs)
+        fine = run_scenarios(model, scenarios, time_step=step / 2, **kwargs)
+        if len(scenarios) > 1:
+            assert coarse.attrs.get("engine") == "compiled" == fine.attrs.get("engine")
+        fine = fine.sel(time=coarse["time"])
+        for scenario in scenarios:
+            halved[scenario] = (coarse.sel(scenario=scenario), fine.sel(scenario=scenario))
+    return halved
+
+
+@pytest.fixture(scope="module")
+def halved_runs():
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = _halved_runs(name)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize(("name", "scenario"), _time_step_cases())
+def test_halving_the_time_step_changes_no_key_output_by_more_than_one_percent(halved_runs, name, scenario):
+    coarse, fine = halved_runs(name)[scenario]
+    errors = {}
+    for key in MODELS_UNDER_TEST[name]["key"]:
         a, b = coarse[key].values, fine[key].values
         # Relative to the variable's scale over the run: pointwise relative errors blow up
         # where a trajectory crosses zero, which says nothing about integration error.
-        scale = np.abs(b).max()
-        error = np.abs(a - b).max() / scale
-        assert error < 0.01, f"{name}: {key} changes by {error:.2%} when TIME STEP is halved"
+        errors[key] = np.abs(a - b).max() / np.abs(b).max()
+    too_large = {key: f"{error:.2%}" for key, error in errors.items() if not error < 0.01}
+    assert not too_large, f"{name} {scenario or 'defaults'}: halving TIME STEP changes {too_large}"
 
 
 def test_runs_are_reproducible(case):
