@@ -11,8 +11,11 @@
 - Every input is validated on the server: values from the sliders, the address and the
   pinned runs. A malformed or out-of-range value is rejected with a visible message and
   the lever keeps its scenario value; the app keeps running.
-- Feedback-loop knock-out switches: see :func:`loop_switches` (a hook, empty until loop
-  analysis exists; the app shows no switch that would do nothing).
+- Feedback-loop switches, when the model names its loops (``loops.toml`` beside the model,
+  see :mod:`pysd_runner.loops`): one per named loop; switching a loop off knocks out the
+  link that cuts it (:func:`pysd_runner.loops.cutting_link`), holding the link's source at
+  its initial value as the target sees it. The address holds them too (``off=R1,B2``).
+  Models without named loops get no switch.
 
 The app binds to 127.0.0.1 unless told otherwise (``crisis app --host``).
 """
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
+import warnings
 from html import escape as html_escape
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -34,7 +39,8 @@ import xarray as xr
 from . import figures
 from .errors import DashboardInputError, did_you_mean
 
-__all__ = ["make_app", "Simulator", "Lever", "levers_of", "export_scenario", "loop_switches", "MAX_PINS"]
+__all__ = ["make_app", "Simulator", "Lever", "LoopSwitch", "levers_of", "export_scenario", "loop_switches",
+           "MAX_PINS", "OFF_KEY"]
 
 #: At most this many runs can be pinned for comparison.
 MAX_PINS = 4
@@ -42,6 +48,9 @@ MAX_PINS = 4
 CACHE_SIZE = 64
 #: Slider steps across a range when the model gives no Vensim step.
 DEFAULT_STEPS_PER_RANGE = 100
+#: Key of the switched-off loops (a tuple of loop ids) in a settings dict (lever values by
+#: Python name); never a Python name, so it cannot clash with a lever.
+OFF_KEY = "loops off"
 
 
 @dataclass(frozen=True)
@@ -102,26 +111,141 @@ def levers_of(model, scenario=None) -> list[Lever]:
     return levers
 
 
-def loop_switches(model) -> tuple:
-    """Feedback loops the app could switch off: none until loop analysis exists.
+@dataclass(frozen=True)
+class LoopSwitch:
+    """A named feedback loop the app can switch off, and the link whose knock-out does it."""
 
-    Hook for issue 7 (loop analysis). When pysd_runner can name a model's loops (from
-    ``models/<name>/loops.toml`` or its own enumeration) and run with a loop's link held
-    at a fixed value (a knock-out), return one ``(loop id, name, polarity)`` per loop
-    here, add a ``dcc.Checklist`` of them to the layout in :func:`make_app`, and pass the
-    switched-off loops to :class:`Simulator`. While this returns nothing the app shows
-    no switch, rather than one that does nothing.
+    id: str                      # the id in loops.toml, e.g. "R1"
+    name: str                    # its name there, e.g. "Accumulation"
+    polarity: str                # "R", "B" or "?" (found by the analysis, else as loops.toml states it)
+    link: tuple[str, str]        # (source, target), Python names: pysd_runner.run(knockout=[link])
+    link_names: tuple[str, str]  # the same link by Vensim names
+    also: tuple[str, ...] = ()   # other named loops the same link cuts
+
+    @property
+    def label(self) -> str:
+        source, target = self.link_names
+        text = f"{self.id} {self.name}".strip() + f" ({self.polarity}): cut {source} \u2192 {target}"
+        return text + (f" (also cuts {', '.join(self.also)})" if self.also else "")
+
+
+_SWITCHES: dict[tuple, tuple[LoopSwitch, ...]] = {}
+_SWITCHES_LOCK = threading.Lock()
+
+
+def loop_switches(model) -> tuple[LoopSwitch, ...]:
+    """The model's named feedback loops as switches, or ``()`` when it has none.
+
+    One :class:`LoopSwitch` per loop named in the model's ``loops.toml`` (beside the model
+    file) that loop analysis finds (:func:`pysd_runner.loops.find_loops`), in the file's
+    order, with the link whose knock-out cuts it and as few other loops as possible
+    (:func:`pysd_runner.loops.cutting_link`). A model without a loops.toml, or whose loops
+    cannot be named (too many loops, a malformed file: a warning says why), gets ``()``, and
+    the app shows no switch. Link polarities left open by the equations are not settled from
+    a run (that would cost a simulation at start-up); a loop the structure leaves open shows
+    the polarity loops.toml states. Cached per model file, content and loops.toml.
     """
-    return ()
+    from pysd_runner import CompiledModel, CrisisError, compile_model
+    from pysd_runner.loops import LOOPS_FILE, cutting_link, find_loops, match_named_loops
+
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
+    path = model.source.parent / LOOPS_FILE
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        warnings.warn(f"no loop switches for model '{model.name}': {path} cannot be read ({exc})", stacklevel=2)
+        return ()
+    if text is None:
+        return ()
+    key = (str(model.source), model.sha256, text)
+    with _SWITCHES_LOCK:
+        if key in _SWITCHES:
+            return _SWITCHES[key]
+        try:
+            loops = find_loops(model, names=path, numeric=False)
+            report = {entry["id"]: entry for entry in match_named_loops(model, loops, names=path)}
+        except CrisisError as exc:
+            warnings.warn(f"no loop switches for model '{model.name}': {exc}", stacklevel=2)
+            switches: tuple[LoopSwitch, ...] = ()
+        else:
+            # cutting_link counts the loops through each link; sets of edges make that fast
+            # for models with thousands of loops (the same answer as with the loops themselves).
+            edges = [_EdgeSet(loop.edges) for loop in loops]
+            named = [(loop, edge_set) for loop, edge_set in zip(loops, edges) if loop.name]
+            links = {loop.name: tuple(cutting_link(edge_set, edges)) for loop, edge_set in named}
+            found = []
+            for loop, edge_set in named:
+                link = links[loop.name]
+                polarity = loop.polarity
+                if polarity not in ("R", "B"):
+                    polarity = report.get(loop.name, {}).get("stated") or polarity
+                also = tuple(other.name for other, other_edges in named
+                             if other is not loop and link in other_edges.edges)
+                found.append(LoopSwitch(
+                    id=loop.name, name=loop.title, polarity=polarity, link=link,
+                    link_names=(model.elements[link[0]].name, model.elements[link[1]].name), also=also,
+                ))
+            switches = tuple(found)
+        _SWITCHES[key] = switches
+        return switches
+
+
+class _EdgeSet:
+    """A loop's links as :func:`pysd_runner.loops.cutting_link` reads them, in cycle order,
+    with constant-time membership."""
+
+    __slots__ = ("edges",)
+
+    def __init__(self, edges):
+        self.edges = dict.fromkeys(tuple(e) for e in edges)
+
+
+def _links_of(switches: Sequence[LoopSwitch], off: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The links to knock out for the switched-off loops (each once, in a fixed order)."""
+    by_id = {sw.id: sw for sw in switches}
+    return tuple(sorted({by_id[i].link for i in off if i in by_id}))
+
+
+def _find_switch(switches: Sequence[LoopSwitch], raw: Any, where: str) -> LoopSwitch:
+    key = str(raw).strip()
+    for switch in switches:
+        if key == switch.id or key.lower() == switch.id.lower():
+            return switch
+    ids = [sw.id for sw in switches]
+    if not ids:
+        raise DashboardInputError(f"{where}: this model has no loop switches; loop '{key}' was ignored")
+    raise DashboardInputError(f"{where}: unknown loop '{key}'.{did_you_mean(key, ids)} Loops: {', '.join(ids)}")
+
+
+def _ordered(switches: Sequence[LoopSwitch], ids) -> tuple[str, ...]:
+    chosen = set(ids)
+    return tuple(sw.id for sw in switches if sw.id in chosen)
+
+
+def _check_off(switches: Sequence[LoopSwitch], raw: Any, where: str) -> tuple[tuple[str, ...], list[str]]:
+    """Switched-off loop ids sent back by the browser (a list of ids): known ones, and messages."""
+    if raw in (None, "", [], ()):
+        return (), []
+    if not isinstance(raw, (list, tuple)):
+        return (), [f"{where}: malformed loop switches were discarded"]
+    ids, messages = [], []
+    for item in raw:
+        try:
+            ids.append(_find_switch(switches, item, where).id)
+        except DashboardInputError as exc:
+            messages.append(str(exc))
+    return _ordered(switches, ids), messages
 
 
 class Simulator:
     """The one place the app runs the model: settings in, a Dataset out.
 
     Today each call is one :func:`pysd_runner.run` (cached, since runs are pure); the
-    vectorised ensemble engine can replace the body of :meth:`run` without touching the
-    rest of the app. Calls are serialised: the runs are CPU-bound, so threads gain
-    nothing by overlapping them.
+    vectorised ensemble engine can replace the no-knock-out path of :meth:`run` without
+    touching the rest of the app. Runs with loops switched off (knocked-out links) go
+    through :meth:`run_knockout`. Calls are serialised: the runs are CPU-bound, so threads
+    gain nothing by overlapping them.
     """
 
     def __init__(self, model, *, scenario=None, variables: Sequence[str] | None = None):
@@ -131,19 +255,30 @@ class Simulator:
         self._cache: OrderedDict[tuple, xr.Dataset] = OrderedDict()
         self._lock = threading.Lock()
 
-    def run(self, values: Mapping[str, float]) -> xr.Dataset:
-        """Run the model at the lever values (Python name -> value)."""
+    def run(self, values: Mapping[str, float], knockout: Sequence[tuple[str, str]] = ()) -> xr.Dataset:
+        """Run the model at the lever values (Python name -> value), with links knocked out."""
+        if knockout:
+            return self.run_knockout(values, knockout)
+        # The run without knock-outs: a faster engine can replace this call.
         from pysd_runner import run
 
         return run(self.model, dict(values), scenario=self.scenario, variables=self.variables)
 
-    def __call__(self, values: Mapping[str, float]) -> xr.Dataset:
-        key = tuple(sorted((k, float(v)) for k, v in values.items()))
+    def run_knockout(self, values: Mapping[str, float], knockout: Sequence[tuple[str, str]]) -> xr.Dataset:
+        """Run with each ``(source, target)`` link's source held at its initial value as the target sees it."""
+        from pysd_runner import run
+
+        return run(self.model, dict(values), scenario=self.scenario, variables=self.variables,
+                   knockout=[tuple(link) for link in knockout])
+
+    def __call__(self, values: Mapping[str, float], knockout: Sequence[tuple[str, str]] = ()) -> xr.Dataset:
+        links = tuple(sorted({(str(s), str(t)) for s, t in knockout}))
+        key = (tuple(sorted((k, float(v)) for k, v in values.items())), links)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-            result = self.run(values)
+            result = self.run(values, knockout=links) if links else self.run(values)
             self._cache[key] = result
             if len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
@@ -156,11 +291,15 @@ def _format(value: float) -> str:
     return f"{value:.10g}"
 
 
-def encode_settings(levers: Sequence[Lever], values: Mapping[str, float], pins: Sequence[Mapping[str, float]]) -> str:
-    """The page address query for lever values and pinned runs (only what differs from the base)."""
+def encode_settings(levers: Sequence[Lever], values: Mapping[str, Any], pins: Sequence[Mapping[str, Any]]) -> str:
+    """The page address query for lever values, switched-off loops and pinned runs (only
+    what differs from the base): ``?phillips_slope=1.4&off=R1,B2&pin=phillips_slope:1.6,off:R1``."""
     pairs = [(lv.py_name, _format(values[lv.py_name])) for lv in levers if values[lv.py_name] != lv.base]
+    if values.get(OFF_KEY):
+        pairs.append(("off", ",".join(values[OFF_KEY])))
     for pin in pins:
         changed = [f"{lv.py_name}:{_format(pin[lv.py_name])}" for lv in levers if pin[lv.py_name] != lv.base]
+        changed += [f"off:{ident}" for ident in pin.get(OFF_KEY, ())]
         pairs.append(("pin", ",".join(changed)))
     return "?" + urlencode(pairs, quote_via=quote, safe=":,") if pairs else ""
 
@@ -176,9 +315,16 @@ def _find_lever(levers: Sequence[Lever], name: str, where: str) -> Lever:
     )
 
 
-def decode_settings(levers: Sequence[Lever], search: str | None) -> tuple[dict[str, float], list[dict[str, float]], list[str]]:
-    """Lever values and pins from the page address, with a message for every rejected part."""
-    values = {lv.py_name: lv.base for lv in levers}
+def decode_settings(levers: Sequence[Lever], search: str | None, switches: Sequence[LoopSwitch] = ()
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """Lever values and pins from the page address, with a message for every rejected part.
+
+    Switched-off loops (``off=R1,B2``, and ``off:R1`` items of a pinned run) are checked
+    against ``switches`` and kept under :data:`OFF_KEY` as a tuple of loop ids, only when
+    there are some.
+    """
+    values: dict[str, Any] = {lv.py_name: lv.base for lv in levers}
+    off: list[str] = []
     pins: list[dict[str, float]] = []
     messages: list[str] = []
     if not search:
@@ -195,28 +341,44 @@ def decode_settings(levers: Sequence[Lever], search: str | None) -> tuple[dict[s
             if len(pins) >= MAX_PINS:
                 messages.append(f"address: at most {MAX_PINS} pinned runs; the others were left out")
                 continue
-            pin = {lv.py_name: lv.base for lv in levers}
+            pin: dict[str, Any] = {lv.py_name: lv.base for lv in levers}
+            pin_off: list[str] = []
             try:
                 for item in filter(None, raw.split(",")):
                     name, sep, number = item.partition(":")
                     if not sep:
                         raise DashboardInputError(f"address: a pinned run is written name:value,name:value; got {raw!r}")
+                    if name.strip() == "off":
+                        pin_off.append(_find_switch(switches, number, "address (pinned run)").id)
+                        continue
                     lever = _find_lever(levers, name, "address (pinned run)")
                     pin[lever.py_name] = lever.check(number, "address (pinned run)")
             except DashboardInputError as exc:
                 messages.append(f"{exc}; that pinned run was left out")
                 continue
+            if pin_off:
+                pin[OFF_KEY] = _ordered(switches, pin_off)
             pins.append(pin)
+            continue
+        if key == "off":
+            for item in filter(None, (part.strip() for part in raw.split(","))):
+                try:
+                    off.append(_find_switch(switches, item, "address").id)
+                except DashboardInputError as exc:
+                    messages.append(str(exc))
             continue
         try:
             lever = _find_lever(levers, key, "address")
             values[lever.py_name] = lever.check(raw, "address")
         except DashboardInputError as exc:
             messages.append(str(exc))
+    if off:
+        values[OFF_KEY] = _ordered(switches, off)
     return values, pins, messages
 
 
-def _validate_pins(levers: Sequence[Lever], stored: Any) -> tuple[list[dict[str, float]], list[str]]:
+def _validate_pins(levers: Sequence[Lever], stored: Any, switches: Sequence[LoopSwitch] = ()
+                   ) -> tuple[list[dict[str, Any]], list[str]]:
     """Pinned runs sent back by the browser: trust nothing."""
     if not isinstance(stored, list):
         return [], [] if stored in (None, "") else ["pinned runs: malformed data was discarded"]
@@ -226,9 +388,17 @@ def _validate_pins(levers: Sequence[Lever], stored: Any) -> tuple[list[dict[str,
             messages.append("pinned runs: a malformed entry was discarded")
             continue
         try:
-            pins.append({lv.py_name: lv.check(item.get(lv.py_name, lv.base), "pinned run") for lv in levers})
+            pin: dict[str, Any] = {lv.py_name: lv.check(item.get(lv.py_name, lv.base), "pinned run") for lv in levers}
         except DashboardInputError as exc:
             messages.append(f"{exc}; that pinned run was discarded")
+            continue
+        off, problems = _check_off(switches, item.get(OFF_KEY), "pinned run")
+        if problems:
+            messages += [f"{p}; that pinned run was discarded" for p in problems]
+            continue
+        if off:
+            pin[OFF_KEY] = off
+        pins.append(pin)
     return pins, messages
 
 
@@ -239,12 +409,21 @@ def _toml_string(text: str) -> str:
     return json.dumps(str(text), ensure_ascii=False)
 
 
-def export_scenario(model, levers: Sequence[Lever], values: Mapping[str, float], scenario=None) -> str:
+def _comment(text: str) -> str:
+    """Text safe on one TOML comment line (no line breaks or other control characters)."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", str(text))
+
+
+def export_scenario(model, levers: Sequence[Lever], values: Mapping[str, Any], scenario=None,
+                    switches: Sequence[LoopSwitch] = ()) -> str:
     """The current settings as a scenario TOML file (see :mod:`pysd_runner.scenarios`).
 
     Holds the scenario's own parameters, policies and time settings, with every lever
     that differs from the model's default value; loading it with
     :func:`pysd_runner.load_scenario` and running it reproduces the app's current run.
+    Switched-off loops (``values[OFF_KEY]``) are listed in comments at the top, with the
+    links to knock out: a scenario file cannot hold knock-outs, so a run of the file
+    reproduces the app's run only with ``run(..., knockout=[...])`` as the comment says.
     """
     defaults = {e.py_name: e.default for e in model.constants}
     by_py = {lv.py_name: lv for lv in levers}
@@ -259,7 +438,16 @@ def export_scenario(model, levers: Sequence[Lever], values: Mapping[str, float],
         if value != defaults.get(lever.py_name):
             params[lever.name] = value
     based_on = f", starting from scenario '{scenario.name}'" if scenario is not None else ""
-    lines = [f"description = {_toml_string(f'Exported from the crisis app for model {model.name}{based_on}.')}", ""]
+    lines = []
+    by_id = {sw.id: sw for sw in switches}
+    off = [by_id[i] for i in values.get(OFF_KEY, ()) if i in by_id]
+    if off:
+        links = ", ".join(f"({sw.link[0]!r}, {sw.link[1]!r})" for sw in off)
+        lines.append("# Loops switched off in the app (knock-outs, which a scenario file cannot hold):")
+        lines += [_comment(f"#   {sw.label}") for sw in off]
+        lines.append(_comment(
+            f"# To reproduce the app's run: pysd_runner.run(model, scenario=<this file>, knockout=[{links}])"))
+    lines += [f"description = {_toml_string(f'Exported from the crisis app for model {model.name}{based_on}.')}", ""]
     lines.append("[params]")
     lines += [f"{_toml_string(name)} = {value!r}" for name, value in params.items()]
     if scenario is not None and scenario.policies:
@@ -292,9 +480,21 @@ pre:empty{display:none}
 <body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></body></html>"""
 
 
-def _pin_label(levers: Sequence[Lever], pin: Mapping[str, float], number: int) -> str:
+def _off_label(settings: Mapping[str, Any]) -> str:
+    off = settings.get(OFF_KEY, ())
+    return f"loops off: {', '.join(off)}" if off else ""
+
+
+def _pin_label(levers: Sequence[Lever], pin: Mapping[str, Any], number: int) -> str:
     changed = [f"{lv.name} {_format(pin[lv.py_name])}" for lv in levers if pin[lv.py_name] != lv.base]
-    return f"pin {number}: " + (", ".join(changed) if changed else "as the scenario")
+    text = ", ".join(changed) if changed else "as the scenario"
+    off = _off_label(pin)
+    return f"pin {number}: {text}" + (f"; {off}" if off else "")
+
+
+def _current_label(values: Mapping[str, Any]) -> str:
+    off = _off_label(values)
+    return f"current ({off})" if off else "current"
 
 
 def make_app(model, *, scenario=None):
@@ -338,10 +538,16 @@ def make_app(model, *, scenario=None):
         shown += [v for v in ("employment_rate", "wage_share") if v not in shown]
     simulator = Simulator(model, scenario=scen, variables=shown)
     records = figures.variable_records(full)
+    switches = loop_switches(model)
+    switch_ids = [sw.id for sw in switches]
 
-    def figures_for(values: Mapping[str, float], pins: Sequence[Mapping[str, float]]):
-        runs = [("current", simulator(values))]
-        runs += [(_pin_label(levers, pin, i), simulator(pin)) for i, pin in enumerate(pins, start=1)]
+    def simulate(settings: Mapping[str, Any]) -> xr.Dataset:
+        values = {lv.py_name: settings[lv.py_name] for lv in levers}
+        return simulator(values, knockout=_links_of(switches, settings.get(OFF_KEY, ())))
+
+    def figures_for(values: Mapping[str, Any], pins: Sequence[Mapping[str, Any]]):
+        runs = [(_current_label(values), simulate(values))]
+        runs += [(_pin_label(levers, pin, i), simulate(pin)) for i, pin in enumerate(pins, start=1)]
         if len(runs) == 1:
             combined = runs[0][1]
         else:
@@ -349,7 +555,9 @@ def make_app(model, *, scenario=None):
                                  coords="minimal", compat="override", join="override")
             combined = combined.assign_coords(scenario=[name for name, _ in runs])
             combined.attrs = runs[0][1].attrs
-        trajectories = figures.trajectories(combined, panels, title="")
+        # With loops switched off the current run says so, also when it is the only run shown.
+        off = _off_label(values)
+        trajectories = figures.trajectories(combined, panels, title=f"current run: {off}" if off else "")
         trajectories.update_layout(uirevision="levers")
         out = [trajectories]
         if phase:
@@ -376,6 +584,15 @@ def make_app(model, *, scenario=None):
         ])
 
     initial = figures_for(base_values, [])
+    loop_panel = []
+    if switches:
+        loop_panel = [html.Div(className="card loops", children=[
+            html.H2("Feedback loops"),
+            html.P("Untick a loop to switch it off: the link named is held at its initial value as its target "
+                   "sees it, which cuts the loop (and any other loop through that link)."),
+            dcc.Checklist(id="loop-switches", options=[{"label": sw.label, "value": sw.id} for sw in switches],
+                          value=list(switch_ids), labelStyle={"display": "block"}),
+        ])]
     graphs = [html.Div(className="card", children=dcc.Graph(id="trajectories", figure=initial[0]))]
     if phase:
         graphs.append(html.Div(className="card", children=dcc.Graph(id="phase", figure=initial[1])))
@@ -395,6 +612,7 @@ def make_app(model, *, scenario=None):
             html.Button("Export scenario TOML", id="export", n_clicks=0),
         ]),
         html.Ul(id="pin-list"),
+        *loop_panel,
         *graphs,
         html.Pre(id="export-text"),
         html.H2("Variables"),
@@ -413,6 +631,17 @@ def make_app(model, *, scenario=None):
     ]
     if phase:
         outputs.append(Output("phase", "figure"))
+    switch_inputs = []
+    if switches:
+        outputs.append(Output("loop-switches", "value"))
+        switch_inputs.append(Input("loop-switches", "value"))
+
+    def switched_off(switched_on: Any) -> tuple[tuple[str, ...], list[str]]:
+        """The loops a checklist value (the ids of the loops left on) switches off."""
+        if not isinstance(switched_on, list):
+            return (), ["loop switches: malformed values were discarded; every loop is on"]
+        on, messages = _check_off(switches, switched_on, "loop switches")
+        return tuple(i for i in switch_ids if i not in on), messages
 
     @app.callback(
         *outputs,
@@ -421,15 +650,18 @@ def make_app(model, *, scenario=None):
         Input("reset", "n_clicks"),
         Input("pin", "n_clicks"),
         Input("clear-pins", "n_clicks"),
+        *switch_inputs,
         State("pins", "data"),
     )
-    def update(search, slider_values, _reset, _pin, _clear, stored_pins):
+    def update(search, slider_values, _reset, _pin, _clear, *rest):
+        switched_on = rest[0] if switches else None
+        stored_pins = rest[-1]
         trigger = ctx.triggered_id
         messages: list[str] = []
         if trigger is None or trigger == "url":
-            values, pins, messages = decode_settings(levers, search)
+            values, pins, messages = decode_settings(levers, search, switches)
         else:
-            pins, messages = _validate_pins(levers, stored_pins)
+            pins, messages = _validate_pins(levers, stored_pins, switches)
             values = dict(base_values)
             if not isinstance(slider_values, list) or len(slider_values) != len(levers):
                 messages.append("levers: malformed values were discarded; showing the scenario's values")
@@ -439,8 +671,13 @@ def make_app(model, *, scenario=None):
                         values[lever.py_name] = lever.check(raw, "lever")
                     except DashboardInputError as exc:
                         messages.append(str(exc))
+            if switches:
+                off, problems = switched_off(switched_on)
+                messages += problems
+                if off:
+                    values[OFF_KEY] = off
             if trigger == "reset":
-                values = dict(base_values)
+                values = {**base_values, **({OFF_KEY: values[OFF_KEY]} if OFF_KEY in values else {})}
             elif trigger == "clear-pins":
                 pins = []
             elif trigger == "pin":
@@ -458,26 +695,35 @@ def make_app(model, *, scenario=None):
             figs = figures_for(values, pins)
         new_search = encode_settings(levers, values, pins)
         pin_items = [html.Li(_pin_label(levers, pin, i)) for i, pin in enumerate(pins, start=1)]
+        switch_state = []
+        if switches:
+            off = values.get(OFF_KEY, ())
+            switch_state = [[i for i in switch_ids if i not in off]]
         return ([values[lv.py_name] for lv in levers],
                 new_search if new_search != (search or "") else dash.no_update,
-                pins, "\n".join(messages), pin_items, *figs)
+                pins, "\n".join(messages), pin_items, *figs, *switch_state)
 
     @app.callback(
         Output("download", "data"),
         Output("export-text", "children"),
         Input("export", "n_clicks"),
         State({"type": "lever", "name": ALL}, "value"),
+        *([State("loop-switches", "value")] if switches else []),
         prevent_initial_call=True,
     )
-    def export(_clicks, slider_values):
-        values = dict(base_values)
+    def export(_clicks, slider_values, *rest):
+        values: dict[str, Any] = dict(base_values)
         if isinstance(slider_values, list) and len(slider_values) == len(levers):
             for lever, raw in zip(levers, slider_values):
                 try:
                     values[lever.py_name] = lever.check(raw, "lever")
                 except DashboardInputError:
                     pass  # the main callback has already said so; export the scenario's value
-        text = export_scenario(model, levers, values, scen)
+        if switches:
+            off, _ = switched_off(rest[0])  # a problem is reported by the main callback
+            if off:
+                values[OFF_KEY] = off
+        text = export_scenario(model, levers, values, scen, switches)
         filename = f"{model.name}_{scen.name if scen else 'custom'}_app.toml"
         return dcc.send_string(text, filename), text
 

@@ -3,6 +3,8 @@ ensemble, loop and sensitivity Datasets, and a headless chromium."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -13,6 +15,18 @@ from .browser import OUTPUT, in_ci, launch, missing_browser
 GOODWIN = MODELS / "goodwin" / "goodwin.mdl"
 #: Short runs keep the suite fast; the figures do not depend on the horizon.
 SHORT = {"final_time": 30, "time_step": 0.05}
+#: Named loops for a copy of the Goodwin model (models/goodwin has no loops.toml): the
+#: profit squeeze, and the wage share's own growth loop, whose polarity the structure leaves open.
+GOODWIN_LOOPS_TOML = """\
+[B1]
+name = "Profit squeeze"
+polarity = "B"
+variables = ["employment rate", "wage growth rate", "wage share", "profit rate", "employment growth rate"]
+
+[S1]
+name = "Wage share growth"
+variables = ["wage share", "change in wage share"]
+"""
 GRID_VALUES = {"phillips slope": [1.0, 1.1, 1.25, 1.4, 1.5], "phillips intercept": [1.0, 1.05, 1.13, 1.2, 1.3]}
 
 
@@ -21,6 +35,23 @@ def goodwin():
     from pysd_runner import compile_model
 
     return compile_model(GOODWIN)
+
+
+@pytest.fixture(scope="session")
+def goodwin_loops_path(tmp_path_factory):
+    """A copy of the Goodwin model with a loops.toml beside it (loop switches in the app)."""
+    folder = tmp_path_factory.mktemp("goodwin-loops")
+    path = folder / "goodwin.mdl"
+    shutil.copyfile(GOODWIN, path)
+    (folder / "loops.toml").write_text(GOODWIN_LOOPS_TOML)
+    return path
+
+
+@pytest.fixture(scope="session")
+def goodwin_loops(goodwin_loops_path):
+    from pysd_runner import compile_model
+
+    return compile_model(goodwin_loops_path)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,20 +15,25 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from plotly.utils import PlotlyJSONEncoder
 
 from dashboards import app as app_module
 from dashboards.app import (
     MAX_PINS,
+    OFF_KEY,
+    LoopSwitch,
     Simulator,
     decode_settings,
     encode_settings,
     export_scenario,
     levers_of,
     loop_switches,
+    make_app,
 )
-from pysd_runner import load_scenario, run
+from pysd_runner import compile_model, load_scenario, run
 from pysd_runner.cli import main
 
+from ..conftest import MODELS
 from .conftest import GOODWIN
 
 
@@ -134,9 +141,157 @@ def test_simulator_caches_pure_runs(goodwin):
     assert not simulator({"phillips_slope": 1.4}).equals(first)
 
 
-def test_loop_switches_are_a_documented_hook_with_no_switch_yet(goodwin):
+# --------------------------------------------------------------------------- loop switches
+
+REFORMISM = MODELS / "reformism" / "reformism.mdl"
+SWITCHES = (
+    LoopSwitch("R1", "Accumulation", "R", ("output", "profits"), ("output", "profits"), ("B2",)),
+    LoopSwitch("B2", "Fiscal dependence", "B", ("output", "profits"), ("output", "profits"), ("R1",)),
+    LoopSwitch("B4", "Repression", "B", ("repression", "indicated_militancy"), ("repression", "indicated militancy")),
+)
+
+
+def test_loop_switches_name_every_loop_of_reformism_with_the_link_that_cuts_it():
+    model = compile_model(REFORMISM)
+    switches = loop_switches(model)
+    assert [sw.id for sw in switches] == ["R1", "B1", "R2", "B2", "B3", "R3", "R4", "B4", "R5", "B5"]
+    named = tomllib.loads((REFORMISM.parent / "loops.toml").read_text())
+    for switch in switches:
+        entry = named[switch.id]
+        assert switch.name == entry["name"] and switch.polarity == entry["polarity"]
+        # The link lies on the loop: consecutive (cyclically) among the loop's variables.
+        cycle = [model.resolve(v).py_name for v in entry["variables"]]
+        assert switch.link in list(zip(cycle, cycle[1:] + cycle[:1])), switch
+        assert switch.link_names == tuple(model.elements[v].name for v in switch.link)
+    by_id = {sw.id: sw for sw in switches}
+    assert by_id["B4"].link == ("repression", "indicated_militancy") and by_id["B4"].also == ()
+    # One link can cut several named loops; the switch says so.
+    assert set(by_id["R1"].also) >= {"B2", "R4"} and "also cuts" in by_id["R1"].label
+    assert loop_switches(model) is switches, "cached per model"
+
+
+def test_no_loop_switches_without_a_loops_file(goodwin):
+    assert not (GOODWIN.parent / "loops.toml").exists()
     assert loop_switches(goodwin) == ()
-    assert "issue 7" in loop_switches.__doc__
+
+
+def test_no_loop_switches_when_the_loops_file_is_unusable(tmp_path):
+    path = tmp_path / "goodwin.mdl"
+    shutil.copyfile(GOODWIN, path)
+    (tmp_path / "loops.toml").write_text('[B1]\nvariables = ["employment rate", "no such variable"]\n')
+    with pytest.warns(UserWarning, match="no loop switches for model 'goodwin'.*no such variable"):
+        assert loop_switches(compile_model(path)) == ()
+
+
+def test_loop_switches_of_a_small_model(goodwin_loops):
+    switches = loop_switches(goodwin_loops)
+    assert [(sw.id, sw.name, sw.polarity, sw.link) for sw in switches] == [
+        ("B1", "Profit squeeze", "B", ("employment_rate", "wage_growth_rate")),
+        ("S1", "Wage share growth", "?", ("wage_share", "change_in_wage_share")),
+    ]
+
+
+def test_switched_off_loops_round_trip_through_the_address(levers):
+    values = {lv.py_name: lv.base for lv in levers}
+    values.update(phillips_slope=1.7)
+    values[OFF_KEY] = ("R1", "B4")
+    pins = [dict(values), {**{lv.py_name: lv.base for lv in levers}, OFF_KEY: ("B2",)}]
+    search = encode_settings(levers, values, pins)
+    assert search == "?phillips_slope=1.7&off=R1,B4&pin=phillips_slope:1.7,off:R1,off:B4&pin=off:B2"
+    assert decode_settings(levers, search, SWITCHES) == (values, pins, [])
+    # Ids are matched case-insensitively, kept once and in the switches' order.
+    decoded, _, messages = decode_settings(levers, "?off=b4&off=r1,B4", SWITCHES)
+    assert decoded[OFF_KEY] == ("R1", "B4") and messages == []
+    assert OFF_KEY not in decode_settings(levers, "?off=", SWITCHES)[0]
+
+
+@pytest.mark.parametrize(
+    "search, message",
+    [
+        ("?off=R9", "address: unknown loop 'R9'."),
+        ("?off=B44", "address: unknown loop 'B44'. Did you mean 'B4'?"),
+        ("?off=R1;B2", "unknown loop 'R1;B2'"),
+        ("?pin=phillips_slope:1.3,off:X1", "unknown loop 'X1'"),
+    ],
+)
+def test_unknown_loops_in_the_address_are_rejected_with_a_message(levers, search, message):
+    values, pins, messages = decode_settings(levers, search, SWITCHES)
+    assert OFF_KEY not in values and pins == []
+    assert len(messages) == 1 and message in messages[0] and "Loops: R1, B2, B4" in messages[0]
+
+
+def test_valid_loops_in_the_address_survive_unknown_ones(levers):
+    values, _, messages = decode_settings(levers, "?off=R1,nope&phillips_slope=1.3", SWITCHES)
+    assert values[OFF_KEY] == ("R1",) and values["phillips_slope"] == 1.3
+    assert len(messages) == 1 and "unknown loop 'nope'" in messages[0]
+
+
+def test_switched_off_loops_in_the_address_of_a_model_without_switches(levers):
+    values, _, messages = decode_settings(levers, "?off=R1")
+    assert OFF_KEY not in values
+    assert messages == ["address: this model has no loop switches; loop 'R1' was ignored"]
+
+
+def test_switched_off_loops_of_pins_sent_back_by_the_browser_are_validated(levers):
+    base = {lv.py_name: lv.base for lv in levers}
+    stored = [{**base, OFF_KEY: ["B2", "R1"]}, {**base, OFF_KEY: ["Z9"]}, {**base, OFF_KEY: "R1"}]
+    pins, messages = app_module._validate_pins(levers, stored, SWITCHES)
+    assert pins == [{**base, OFF_KEY: ("R1", "B2")}] and len(messages) == 2
+    assert "unknown loop 'Z9'" in messages[0] and "malformed loop switches" in messages[1]
+
+
+def test_pin_and_current_labels_name_the_switched_off_loops(levers):
+    pin = {**{lv.py_name: lv.base for lv in levers}, "phillips_slope": 1.7, OFF_KEY: ("R1", "B4")}
+    assert app_module._pin_label(levers, pin, 2) == "pin 2: phillips slope 1.7; loops off: R1, B4"
+    assert app_module._current_label(pin) == "current (loops off: R1, B4)"
+    assert app_module._current_label({}) == "current"
+
+
+def test_simulator_runs_with_loops_knocked_out(goodwin_loops):
+    switches = loop_switches(goodwin_loops)
+    simulator = Simulator(goodwin_loops, variables=["wage_share"])
+    calls = []
+    original_run = simulator.run
+    original_knockout = simulator.run_knockout
+    simulator.run = lambda values, knockout=(): calls.append(("run", tuple(knockout))) or original_run(values, knockout)
+    simulator.run_knockout = lambda values, links: calls.append(("knockout", tuple(links))) or original_knockout(values, links)
+    values = {"phillips_slope": 1.3}
+    plain = simulator(values)
+    cut = simulator(values, knockout=[switches[0].link])
+    assert not cut.equals(plain)
+    assert json.loads(cut.attrs["knockout"])[0]["source"] == "employment_rate"
+    # The cache tells the runs apart by their switches, and knows each again.
+    assert simulator(values) is plain and simulator(values, knockout=[switches[0].link]) is cut
+    assert calls == [("run", ()), ("run", (switches[0].link,)), ("knockout", (switches[0].link,))]
+    both = simulator(values, knockout=[switches[1].link, switches[0].link])
+    assert not both.equals(cut) and simulator(values, knockout=[switches[0].link, switches[1].link]) is both
+
+
+def test_export_lists_switched_off_loops_in_a_comment_the_loader_accepts(goodwin_loops, tmp_path):
+    switches = loop_switches(goodwin_loops)
+    levers = levers_of(goodwin_loops)
+    values = {**{lv.py_name: lv.base for lv in levers}, "phillips_slope": 1.3, OFF_KEY: ("B1",)}
+    text = export_scenario(goodwin_loops, levers, values, None, switches)
+    assert text.startswith("# Loops switched off in the app")
+    assert "#   B1 Profit squeeze (B): cut employment rate \u2192 wage growth rate" in text
+    assert "knockout=[('employment_rate', 'wage_growth_rate')]" in text
+    assert tomllib.loads(text)["params"] == {"phillips slope": 1.3}
+    path = tmp_path / "exported.toml"
+    path.write_text(text)
+    assert load_scenario(path).params == {"phillips slope": 1.3}
+    # Names with line breaks stay inside their comment.
+    odd = (LoopSwitch("B1", "two\nlines", "B", switches[0].link, switches[0].link_names),)
+    assert tomllib.loads(export_scenario(goodwin_loops, levers, values, None, odd))["params"] == {"phillips slope": 1.3}
+    assert "Loops switched off" not in export_scenario(goodwin_loops, levers, dict(values, **{OFF_KEY: ()}), None, switches)
+
+
+def test_the_app_shows_loop_switches_only_when_there_are_some(goodwin_loops_path, tmp_path):
+    scenario = tmp_path / "short.toml"
+    scenario.write_text("[time]\nfinal_time = 10\n")
+    layout = json.dumps(make_app(goodwin_loops_path, scenario=scenario).layout, cls=PlotlyJSONEncoder)
+    assert '"loop-switches"' in layout and "B1 Profit squeeze (B)" in layout
+    layout = json.dumps(make_app(GOODWIN, scenario=scenario).layout, cls=PlotlyJSONEncoder)
+    assert '"loop-switches"' not in layout
 
 
 def _free_port() -> int:

@@ -220,3 +220,58 @@ def test_app_shows_html_in_model_documentation_as_text(page, tmp_path):
         assert "<script>window.__xss" in table and "<b>bold?</b>" in table
         page.screenshot(path=OUTPUT / "app-html-in-docs.png", full_page=True)
         assert watch.errors == []
+
+
+def _switch(page, loop_id):
+    return page.locator(f"#loop-switches input[value='{loop_id}']")
+
+
+def test_app_loop_switches_knock_out_a_loop_and_keep_it_in_the_address(page, goodwin_loops_path, short_scenario):
+    with serve(make_app(goodwin_loops_path, scenario=short_scenario)) as url:
+        watch = Watch().attach(page)
+        page.goto(url)
+        page.wait_for_selector("#trajectories .main-svg", timeout=30_000)
+        assert page.locator("#loop-switches input").count() == 2
+        assert "B1 Profit squeeze (B): cut employment rate \u2192 wage growth rate" in page.inner_text("#loop-switches")
+        assert _switch(page, "B1").is_checked() and _switch(page, "S1").is_checked()
+
+        before = _remember(page, "#trajectories")
+        _switch(page, "B1").uncheck()
+        after = _wait_changed(page, "#trajectories")
+        page.wait_for_function("() => window.location.search === '?off=B1'")
+        assert after != before and page.inner_text("#message") == ""
+        assert page.locator("#trajectories .gtitle").text_content() == "current run: loops off: B1"
+        # The plotted data are those of a run with the loop's link knocked out.
+        expected = run(goodwin_loops_path, scenario=short_scenario, variables=["wage_share"],
+                       knockout=[("employment_rate", "wage_growth_rate")])
+        variables = page.evaluate(
+            "() => document.querySelector('#trajectories .js-plotly-plot').data.map(t => t.meta.variable)")
+        np.testing.assert_allclose(after[variables.index("wage_share")], expected["wage_share"].values, rtol=1e-6)
+
+        page.click("#pin")
+        page.wait_for_selector("#pin-list li")
+        assert page.inner_text("#pin-list") == "pin 1: as the scenario; loops off: B1"
+        page.wait_for_function("() => window.location.search === '?off=B1&pin=off:B1'")
+        metas = page.evaluate("() => document.querySelector('#trajectories .js-plotly-plot').data.map(t => t.meta.scenario)")
+        assert set(metas) == {"current (loops off: B1)", "pin 1: as the scenario; loops off: B1"}
+        with page.expect_download() as download:
+            page.click("#export")
+        text = open(download.value.path(), encoding="utf-8").read()
+        assert "#   B1 Profit squeeze (B)" in text and tomllib.loads(text)["params"] == {}
+        page.screenshot(path=OUTPUT / "app-loop-switches.png", full_page=True)
+
+        _remember(page, "#trajectories")
+        _switch(page, "B1").check()
+        _wait_changed(page, "#trajectories")
+        page.wait_for_function("() => window.location.search === '?pin=off:B1'")
+
+        # A link reproduces the switches; an unknown loop gives a message and the app runs on.
+        page.goto(url + "?off=B1,B7")
+        page.wait_for_selector("#trajectories .main-svg", timeout=30_000)
+        page.wait_for_function("() => document.getElementById('message').innerText.includes('unknown loop')",
+                               timeout=30_000)
+        assert "address: unknown loop 'B7'" in page.inner_text("#message")
+        assert not _switch(page, "B1").is_checked() and _switch(page, "S1").is_checked()
+        page.wait_for_function("() => window.location.search === '?off=B1'")
+        assert watch.errors == []
+        assert all(r.startswith(url) for r in watch.requests)
