@@ -260,7 +260,7 @@ def _run_compiled(model: CompiledModel, members: dict[str, np.ndarray], fixed: d
         raise KernelUnsupported(model.name, reason)
     n = len(next(iter(members.values())))
     with np.errstate(all="ignore"):
-        times, values, ok = kernel.run(members, n, fixed, settings, outputs, on_fraction, threads)
+        times, values, ok, _ = kernel.run(members, n, fixed, settings, outputs, on_fraction, threads)
     return _ChunkResult(times, values, ok, [], "compiled")
 
 

@@ -44,7 +44,7 @@ from .compiler import CompiledModel
 __all__ = ["Kernel", "KernelUnsupported", "kernel_for", "kernel_blockers", "clock_grid"]
 
 #: Bumped whenever the generated code changes, so stale kernels are never reused.
-KERNEL_VERSION = "3"
+KERNEL_VERSION = "4"
 
 SMALL_VENSIM = 1e-6
 #: PySD's Time.rprec: relative precision for the final time and the save times.
@@ -146,10 +146,12 @@ class _Parsed:
                     raise KernelUnsupported(name, "is subscripted")
                 functions[node.name] = node
         self._readers: dict[str, str] = {}
+        self.reader_of: dict[str, str] = {}  # stateful object -> py_name of the component reading it
         for py_name, node in functions.items():
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Name) and sub.id.startswith("_"):
                     self._readers.setdefault(sub.id, self.vensim[py_name])
+                    self.reader_of.setdefault(sub.id, py_name)
         for node in tree.body:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                 target = node.targets[0].id
@@ -228,10 +230,13 @@ def _state_var(obj: str, index: int = 0) -> str:
 class _Translate(ast.NodeTransformer):
     """Generated-model expression -> numba-compilable scalar expression."""
 
-    def __init__(self, parsed: _Parsed, owner: str, arrays: dict[str, np.ndarray]):
+    def __init__(self, parsed: _Parsed, owner: str, arrays: dict[str, np.ndarray],
+                 held: dict[str, str] | None = None):
         self.p = parsed
         self.owner = owner
         self.arrays = arrays
+        self.held = held or {}          # knocked-out sources -> the variable holding their value
+        self.substituted: set[str] = set()
         self.reads: set[str] = set()   # component py_names read
         self.states: set[str] = set()  # stateful objects read
 
@@ -309,6 +314,9 @@ class _Translate(ast.NodeTransformer):
             if node.args or node.keywords:
                 self.fail(f"calls '{name}' with arguments")
             self.reads.add(name)
+            if name in self.held:
+                self.substituted.add(name)
+                return ast.Name(self.held[name], ast.Load())
             prefix = "c_" if name in self.p.constants else "v_"
             return ast.Name(prefix + name, ast.Load())
         if name == "float" and len(node.args) == 1:
@@ -417,17 +425,37 @@ def _order(parsed: _Parsed, deps: dict[str, set[str]]) -> list[str]:
     return order
 
 
-def generate(model: CompiledModel):
+def generate(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()):
     """Kernel source, its arrays, the constants (parameter slots), the recordable names and
-    the DELAY objects."""
+    the DELAY objects.
+
+    ``knockouts`` are ``(source, target)`` links (Python names) cut as
+    :func:`pysd_runner.run` cuts them: after initialisation the target (its equation, and
+    the non-initial arguments of its stateful objects) sees the source held at a fixed
+    value: given per run, or the source's value at the initial time.
+    """
     parsed = _Parsed(model)
     arrays: dict[str, np.ndarray] = {}
+    held_by: dict[str, dict[str, str]] = {}
+    for j, (source, target) in enumerate(knockouts):
+        held_by.setdefault(target, {})[source] = f"k_{j}"
+    substituted: set[tuple[str, str]] = set()
+
+    def translate(owner: str, target: str | None, expr: ast.AST, *, live: bool = False) -> _Translate:
+        held = {} if live or target is None else held_by.get(target, {})
+        tr = _Translate(parsed, owner, arrays, held)
+        tr.code = ast.unparse(tr.visit(copy.deepcopy(expr)))
+        substituted.update((source, target) for source in tr.substituted)
+        return tr
+
     aux_code: dict[str, str] = {}
+    aux_init_code: dict[str, str] = {}
     aux_deps: dict[str, set[str]] = {}
     aux_states: dict[str, set[str]] = {}
     for name, expr in parsed.exprs.items():
-        tr = _Translate(parsed, name, arrays)
-        aux_code[name] = ast.unparse(tr.visit(expr))
+        tr = translate(name, name, expr)
+        aux_code[name] = tr.code
+        aux_init_code[name] = translate(name, name, expr, live=True).code if name in held_by else tr.code
         aux_deps[name] = {r for r in tr.reads if r in parsed.exprs}
         aux_states[name] = tr.states
     ddt_code: dict[str, list[str]] = {}
@@ -436,19 +464,23 @@ def generate(model: CompiledModel):
     init_code: dict[str, str] = {}
     init_deps: dict[str, tuple[set[str], set[str]]] = {}
     for obj, st in parsed.statefuls.items():
-        tr = _Translate(parsed, obj, arrays)
-        init_code[obj] = ast.unparse(tr.visit(st.init))
+        reader = parsed.reader_of.get(obj)
+        tr = translate(obj, reader, st.init, live=True)
+        init_code[obj] = tr.code
         init_deps[obj] = ({r for r in tr.reads if r in parsed.exprs}, set(tr.states))
         if st.kind in ("integ", "nonneg"):
-            ddt_code[obj] = [ast.unparse(_Translate(parsed, obj, arrays).visit(st.ddt))]
+            ddt_code[obj] = [translate(obj, reader, st.ddt).code]
         elif st.kind in ("smooth", "delay"):
-            tr = _Translate(parsed, obj, arrays)
-            source = ast.unparse(tr.visit(st.ddt))
-            tr_time = _Translate(parsed, obj, arrays)
-            time = ast.unparse(tr_time.visit(copy.deepcopy(st.smooth_time)))
+            source = translate(obj, reader, st.ddt).code
+            time = translate(obj, reader, st.smooth_time).code
             ddt_code[obj] = [source, time]
-            delay_time[obj] = time
+            tr_time = translate(obj, reader, st.smooth_time, live=True)
+            delay_time[obj] = tr_time.code
             delay_deps[obj] = ({r for r in tr_time.reads if r in parsed.exprs}, set(tr_time.states))
+    for link in knockouts:
+        if link not in substituted:
+            raise KernelUnsupported(parsed.vensim.get(link[1], link[1]),
+                                    f"does not read '{parsed.vensim.get(link[0], link[0])}' directly (knock-out)")
     order = _order(parsed, aux_deps)
 
     # Initialisation: each stateful's initial expression with what it needs, depth first.
@@ -468,7 +500,7 @@ def generate(model: CompiledModel):
         for obj in sorted(aux_states[name]):
             need_state(obj)
         visiting.discard(name)
-        init_lines.append(f"v_{name} = {aux_code[name]}")
+        init_lines.append(f"v_{name} = {aux_init_code[name]}")
         done_aux.add(name)
 
     def need_state(obj: str):
@@ -520,7 +552,7 @@ def generate(model: CompiledModel):
     # by a loop, and a saved step copies every recordable value into a row (R) before one
     # loop picks the requested ones. Only the equations themselves are unrolled.
     lines.append('@njit(error_model="numpy", cache=True, nogil=True)')
-    lines.append("def kernel(P, SIDX, SX, SY, SL, times, record, DT, T0, TF, SAVEPER, WANT, out, ok):")
+    lines.append("def kernel(P, SIDX, SX, SY, SL, times, record, DT, T0, TF, SAVEPER, WANT, KV, KOUT, out, ok):")
     body = [
         "n = P.shape[0]",
         "nt = times.shape[0]",
@@ -545,6 +577,16 @@ def generate(model: CompiledModel):
     member.extend(series)
     member.extend(loads)
     member.append("redo = False")
+    # Knocked-out links: k_j holds the value the target sees (KV[j], or NaN for "the
+    # source's value at the initial time", captured where the source is first computed).
+    captures: dict[str, list[int]] = {}
+    for j, (source, _) in enumerate(knockouts):
+        member.append(f"k_{j} = 0.0")
+        if source in parsed.constants:
+            member.append(f"k_{j} = KV[{j}] if not np.isnan(KV[{j}]) else c_{source}")
+            member.append(f"KOUT[m, {j}] = k_{j}")
+        else:
+            captures.setdefault(source, []).append(j)
     member.extend(init_lines)
     member.append("good = True")
     member.append("s = 0")
@@ -555,6 +597,10 @@ def generate(model: CompiledModel):
     loop.extend("    " + line for line in loads or ["pass"])
     for name in order:
         loop.append(f"v_{name} = {aux_code[name]}")
+        for j in captures.get(name, []):
+            loop.append("if k == 0:")
+            loop.append(f"    k_{j} = KV[{j}] if not np.isnan(KV[{j}]) else v_{name}")
+            loop.append(f"    KOUT[m, {j}] = k_{j}")
     loop.append("if record[k]:")
     for j, name in enumerate(recordable):
         var = ("c_" if name in parsed.constants else "v_") + name
@@ -621,11 +667,15 @@ class Kernel:
     recordable: list[str]
     defaults: np.ndarray
     delays: list = field(default_factory=list)
+    knockouts: tuple[tuple[str, str], ...] = ()
 
     def run(self, values: dict[str, np.ndarray], n: int, fixed: dict[str, Any], settings: dict[str, float],
-            outputs: list[str], on_fraction=None, threads: int | None = None,
-            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-        """Times, {output: (members, times)} and ok for ``n`` members.
+            outputs: list[str], on_fraction=None, threads: int | None = None, held=None,
+            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Times, {output: (members, times)}, ok and the held values for ``n`` members.
+
+        ``held`` gives a value per knocked-out link (NaN: the source's initial value); the
+        values the links held come back as an array (members, links).
 
         ``values`` maps constants to per-member arrays; ``fixed`` maps constants to numbers
         or ``(times, values)`` series shared by every member. Members are split into slices
@@ -657,8 +707,12 @@ class Kernel:
             want[index[name]] = j
         out = np.empty((n, int(record.sum()), len(outputs)))
         codes = np.ones(n, dtype=np.int8)
+        KV = np.full(max(1, len(self.knockouts)), np.nan)
+        if held is not None:
+            KV[: len(self.knockouts)] = np.asarray(held, dtype=float)
+        KOUT = np.full((n, max(1, len(self.knockouts))), np.nan)
         args = (float(settings["time_step"]), float(settings["initial_time"]), float(settings["final_time"]),
-                float(settings["saveper"]), want)
+                float(settings["saveper"]), want, KV)
         threads = max(1, min(threads or os.cpu_count() or 1, n))
         # Slices of about a tenth of a second of work keep the progress bar moving.
         per_member = max(1e-7, len(times) * len(self.recordable) * 2e-9)
@@ -666,7 +720,7 @@ class Kernel:
         slices = [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
         def work(part: slice) -> int:
-            self.function(P[part], sidx, SX, SY, SL, times, record, *args, out[part], codes[part])
+            self.function(P[part], sidx, SX, SY, SL, times, record, *args, KOUT[part], out[part], codes[part])
             return part.stop - part.start
 
         done = 0
@@ -688,7 +742,8 @@ class Kernel:
             raise KernelUnsupported(
                 delays[0] if delays else "a DELAY",
                 "has order x TIME STEP above its delay time for some members (PySD lowers the order)")
-        return saved, {name: out[:, :, j] for j, name in enumerate(outputs)}, codes == 1
+        return (saved, {name: out[:, :, j] for j, name in enumerate(outputs)}, codes == 1,
+                KOUT[:, : len(self.knockouts)])
 
     def can_run(self, fixed: dict[str, Any], varied: list[str], outputs: list[str]) -> str | None:
         """Why these inputs cannot run on the kernel, or None."""
@@ -720,12 +775,12 @@ def clock_grid(settings: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.n
     return times, record, saved
 
 
-_KERNELS: dict[tuple[str, str], Kernel | KernelUnsupported] = {}
+_KERNELS: dict[tuple, Kernel | KernelUnsupported] = {}
 _LOCK = threading.Lock()
 
 
-def _load(model: CompiledModel) -> Kernel:
-    source, arrays, constants, recordable, delays = generate(model)
+def _load(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()) -> Kernel:
+    source, arrays, constants, recordable, delays = generate(model, knockouts)
     digest = hashlib.sha256((KERNEL_VERSION + source).encode()).hexdigest()[:16]
     path = model.py_file.with_name(f"kernel_{digest}.py")
     if not path.is_file():
@@ -743,7 +798,7 @@ def _load(model: CompiledModel) -> Kernel:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     defaults = np.array([model.elements[name].default for name in constants], dtype=float)
-    kernel = Kernel(model, module.kernel, constants, recordable, defaults, delays)
+    kernel = Kernel(model, module.kernel, constants, recordable, defaults, delays, knockouts)
     _warm(kernel)
     return kernel
 
@@ -758,7 +813,8 @@ def _warm(kernel: Kernel) -> None:
             pass  # a DELAY longer than this toy step; the machine code is compiled anyway
 
 
-def kernel_for(model: CompiledModel, *, progress: bool = False) -> Kernel:
+def kernel_for(model: CompiledModel, *, progress: bool = False,
+               knockouts: tuple[tuple[str, str], ...] = ()) -> Kernel:
     """The compiled kernel of a model (built once per process; machine code cached on disk).
 
     The first use of a model file on a machine compiles it (seconds; a note on stderr when
@@ -766,7 +822,8 @@ def kernel_for(model: CompiledModel, *, progress: bool = False) -> Kernel:
     :class:`KernelUnsupported` naming the first element it cannot translate, or ImportError
     when numba is not installed.
     """
-    key = (str(model.py_file), model.sha256)
+    knockouts = tuple(tuple(link) for link in knockouts)
+    key = (str(model.py_file), model.sha256, knockouts)
     with _LOCK:
         found = _KERNELS.get(key)
         if found is None:
@@ -777,7 +834,7 @@ def kernel_for(model: CompiledModel, *, progress: bool = False) -> Kernel:
                 print(f"{model.name}: compiling the model to machine code (once per model file)...",
                       file=sys.stderr, flush=True)
             try:
-                found = _load(model)
+                found = _load(model, knockouts)
             except KernelUnsupported as exc:
                 found = exc
             _KERNELS[key] = found

@@ -286,8 +286,8 @@ def run(
         :mod:`pysd_runner.loops`.
     engine : "auto", "pysd" or "compiled"
         "auto" runs the model's compiled kernel (:mod:`pysd_runner.kernel`, the same
-        numbers as PySD, hundreds of times faster) when it can translate the model and no
-        knock-out or random function is involved, and PySD otherwise; a run that goes
+        numbers as PySD, hundreds of times faster; knock-outs included) when it can
+        translate the model and it uses no random function, and PySD otherwise; a run that goes
         non-finite is repeated under PySD, whose diagnostics name the element. "pysd"
         always uses PySD; "compiled" fails with the reason when the kernel cannot run it.
         The engine used is recorded in the ``engine`` attr.
@@ -359,8 +359,8 @@ def run(
 def _simulate_compiled(model, merged, settings, outputs, knocked, required: bool, progress: bool = False):
     """Times and columns from the compiled kernel, or None when PySD must run instead.
 
-    None when the kernel cannot take this run (knock-outs, random functions, subscripts,
-    an element it does not translate, numba missing) or when the run goes non-finite, so
+    None when the kernel cannot take this run (random functions, subscripts, an element
+    it does not translate, numba missing) or when the run goes non-finite, so
     that PySD's run names the element and time. With ``required`` those become errors.
     """
     from .kernel import KernelUnsupported, kernel_for
@@ -370,12 +370,11 @@ def _simulate_compiled(model, merged, settings, outputs, knocked, required: bool
             raise ParameterError(f"engine='compiled': model '{model.source.name}' cannot run on the compiled kernel: {reason}")
         return None
 
-    if knocked is not None:
-        return unavailable("knock-outs run under PySD")
     if model.uses_random:
         return unavailable("it uses random functions")
+    links = tuple((link.source, link.target) for link in knocked.links) if knocked is not None else ()
     try:
-        kernel = kernel_for(model, progress=progress)
+        kernel = kernel_for(model, progress=progress, knockouts=links)
     except ImportError:
         return unavailable("numba is not installed")
     except KernelUnsupported as exc:
@@ -384,13 +383,19 @@ def _simulate_compiled(model, merged, settings, outputs, knocked, required: bool
     reason = kernel.can_run(merged, [], names)
     if reason is not None:
         return unavailable(reason)
+    given = [np.nan if link.value is None else link.value for link in knocked.links] if knocked is not None else None
     try:
         with np.errstate(all="ignore"):
-            times, values, ok = kernel.run({}, 1, merged, settings, names, threads=1)
+            times, values, ok, held = kernel.run({}, 1, merged, settings, names, threads=1, held=given)
     except KernelUnsupported as exc:
         return unavailable(str(exc))
     if not ok[0]:
         return None  # PySD repeats the run and reports the first non-finite element
+    if knocked is not None:
+        from .loops import _knockout_key
+
+        knocked.values = {_knockout_key(link.source, link.target): float(held[0, j])
+                          for j, link in enumerate(knocked.links)}
     return times, {name: values[name][0] for name in names}
 
 

@@ -1,6 +1,7 @@
 """Dashboard speed, measured in headless chromium (benchmarks, not tests).
 
-    python -m tests.benchmarks.dashboards [--moves 30] [--opens 3] [--output out/benchmarks/dashboards.json]
+    python -m tests.benchmarks.dashboards [--model reformism|goodwin] [--moves 30] [--opens 3]
+                                          [--output out/benchmarks/dashboards.json]
 
 Targets (issue 6):
 
@@ -11,9 +12,10 @@ Targets (issue 6):
   navigation to the first view drawn (the report draws the figures in view first, then
   the rest, one per task); the time until every figure is drawn is reported beside it.
 
-The model is Goodwin over its default horizon (100 years, time step 0.01) until the
-reformism model lands. Goodwin ships three scenarios; the other three below are variants
-made for this benchmark.
+The model is reformism over its default horizon (100 years, time step 1/1024, the issue's
+case): the slider is `government resolve`, the report holds the six shipped scenarios
+(keen_core left out, as in `make demo`) and the demo's 5 x 5 grid. `--model goodwin` times
+the small model (three shipped scenarios plus three variants made here).
 """
 
 from __future__ import annotations
@@ -31,13 +33,29 @@ import numpy as np
 from ..dashboards.browser import launch, missing_browser, serve
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "models" / "goodwin" / "goodwin.mdl"
-LEVERS = {"phillips slope": [1.0, 1.1, 1.25, 1.4, 1.5], "capital output ratio": [2.6, 2.8, 3.0, 3.2, 3.4]}
-EXTRA_SCENARIOS = {
-    "weak_unions": '"phillips slope" = 1.1\n"phillips intercept" = 1.0',
-    "fast_productivity": '"productivity growth rate" = 0.03',
-    "capital_intensive": '"capital output ratio" = 3.3',
+CASES = {
+    "reformism": {
+        "model": ROOT / "models" / "reformism" / "reformism.mdl",
+        "slider": "government_resolve",
+        "levers": {"government resolve": [0.0, 0.25, 0.5, 0.75, 1.0],
+                   "rank and file organising effort": [0.0, 0.025, 0.05, 0.075, 0.1]},
+        "scenarios": ["baseline", "reform_victory", "recession_austerity", "recession_hold_the_line",
+                      "militant_minority", "gradualist_world"],
+        "extra": {},
+    },
+    "goodwin": {
+        "model": ROOT / "models" / "goodwin" / "goodwin.mdl",
+        "slider": "phillips_slope",
+        "levers": {"phillips slope": [1.0, 1.1, 1.25, 1.4, 1.5], "capital output ratio": [2.6, 2.8, 3.0, 3.2, 3.4]},
+        "scenarios": None,  # every shipped scenario
+        "extra": {
+            "weak_unions": '"phillips slope" = 1.1\n"phillips intercept" = 1.0',
+            "fast_productivity": '"productivity growth rate" = 0.03',
+            "capital_intensive": '"capital output ratio" = 3.3',
+        },
+    },
 }
+CASE = CASES["reformism"]
 TARGETS = {"app_p95_ms": 150.0, "report_mb": 15.0, "report_open_s": 3.0}
 
 #: In-page times (ms from navigation start) at which the report marks its first view and
@@ -75,7 +93,7 @@ def bench_app(browser, moves: int) -> dict:
     from dashboards.app import Simulator, make_app
     from pysd_runner import compile_model
 
-    model = compile_model(MODEL)
+    model = compile_model(CASE["model"])
     started = time.perf_counter()
     app = make_app(model, scenario="baseline")
     startup = time.perf_counter() - started
@@ -85,10 +103,10 @@ def bench_app(browser, moves: int) -> dict:
         page.wait_for_selector("#trajectories .main-svg", timeout=60_000)
         page.wait_for_timeout(500)
         page.evaluate(AFTERPLOT)
-        slider = page.locator('[id=\'{"name":"phillips_slope","type":"lever"}\'] [role=slider]')
+        slider = page.locator(f'[id=\'{{"name":"{CASE["slider"]}","type":"lever"}}\'] [role=slider]')
         slider.focus()
         for k in range(1, moves + 1):
-            page.keyboard.press("ArrowRight")  # each press: a new value (1.25 + 0.01 k), never cached
+            page.keyboard.press("ArrowRight")  # each press: a new value (one slider step on), never cached
             page.wait_for_function(f"() => window.__redraws.length >= {k}", timeout=60_000)
         # Back over the same values: runs come from the cache, so this is the app's own cost.
         for k in range(moves + 1, 2 * moves + 1):
@@ -103,7 +121,7 @@ def bench_app(browser, moves: int) -> dict:
     runs = []
     for k in range(5):
         t0 = time.perf_counter()
-        simulator.run({"phillips_slope": 1.0 + 0.01 * k})
+        simulator.run({CASE["slider"]: 0.1 + 0.01 * k})
         runs.append((time.perf_counter() - t0) * 1000)
     return {
         "moves": moves,
@@ -128,8 +146,12 @@ def _shown_variables(model):
 
 
 def _scenarios(folder: Path) -> list[Path]:
-    paths = sorted((MODEL.parent / "scenarios").glob("*.toml"))
-    for name, params in EXTRA_SCENARIOS.items():
+    shipped = CASE["model"].parent / "scenarios"
+    if CASE["scenarios"] is None:
+        paths = sorted(shipped.glob("*.toml"))
+    else:
+        paths = [shipped / f"{name}.toml" for name in CASE["scenarios"]]
+    for name, params in CASE["extra"].items():
         path = folder / f"{name}.toml"
         path.write_text(f'description = "Benchmark variant: {name}."\n[params]\n{params}\n')
         paths.append(path)
@@ -142,11 +164,12 @@ def bench_report(browser, opens: int, folder: Path) -> dict:
     from dashboards.report import write_report
     from pysd_runner import compile_model, run_scenarios
 
-    model = compile_model(MODEL)
+    model = compile_model(CASE["model"])
     scenarios = _scenarios(folder)
+    levers = CASE["levers"]
     t0 = time.perf_counter()
     runs = run_scenarios(model, scenarios)
-    grid = build_lever_grid(model, list(LEVERS), values=LEVERS, scenarios=scenarios)
+    grid = build_lever_grid(model, list(levers), values=levers, scenarios=scenarios)
     compute = time.perf_counter() - t0
     t0 = time.perf_counter()
     report = write_report(folder / "report.html", runs, grid=grid)
@@ -181,6 +204,7 @@ def bench_report(browser, opens: int, folder: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(CASES), default="reformism")
     parser.add_argument("--moves", type=int, default=30, help="slider moves in the app (default 30)")
     parser.add_argument("--opens", type=int, default=3, help="times the report is opened (default 3)")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "benchmarks" / "dashboards.json")
@@ -193,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from playwright.sync_api import sync_playwright
 
-    results: dict = {"model": str(MODEL.relative_to(ROOT))}
+    global CASE
+    CASE = CASES[args.model]
+    results: dict = {"model": str(CASE["model"].relative_to(ROOT))}
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as tmp:
         browser = launch(playwright)
         if not args.skip_app:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -60,7 +62,8 @@ def test_scenario_with_a_time_series_policy_equals_pysd():
 def test_auto_engine_uses_the_kernel_and_records_it():
     model = compile_model(MODELS / "goodwin" / "goodwin.mdl")
     assert run(model).attrs["engine"] == "compiled"
-    assert run(model, knockout=["wage_share"]).attrs["engine"] == "pysd"
+    assert run(model, knockout=["wage_share"]).attrs["engine"] == "compiled"
+    assert run(model, engine="pysd").attrs["engine"] == "pysd"
 
 
 def test_a_non_finite_run_is_repeated_under_pysd_which_names_the_element(blowup):
@@ -138,3 +141,30 @@ def test_kernel_is_cached_per_process_and_on_disk():
     files = list(model.py_file.parent.glob("kernel_*.py"))
     assert files, "the generated kernel is written beside the translation"
     assert list(model.py_file.parent.glob("__pycache__/kernel_*.nbi")), "numba's machine-code index is on disk"
+
+
+@pytest.mark.parametrize("mdl,knockout", [
+    ("goodwin/goodwin.mdl", ["wage_share"]),
+    ("goodwin/goodwin.mdl", [{"source": "wage share", "value": 0.6}]),
+    ("reformism/reformism.mdl", [("output", "profits")]),
+    ("reformism/reformism.mdl", [("potential output", "output"), "legitimacy"]),
+])
+def test_knock_outs_run_compiled_with_pysds_numbers_and_held_values(mdl, knockout):
+    model = compile_model(MODELS / mdl)
+    horizon = min(model.control["final_time"], 60.0)
+    compiled = run(model, final_time=horizon, knockout=knockout)
+    assert compiled.attrs["engine"] == "compiled"
+    reference = run(model, final_time=horizon, knockout=knockout, engine="pysd")
+    assert_same_run(compiled, reference)
+    held, expected = json.loads(compiled.attrs["knockout"]), json.loads(reference.attrs["knockout"])
+    assert [(h["source"], h["target"]) for h in held] == [(h["source"], h["target"]) for h in expected]
+    np.testing.assert_allclose([h["value"] for h in held], [h["value"] for h in expected], rtol=RTOL)
+    # And the knock-out changed the run.
+    plain = run(model, final_time=horizon)
+    assert any(not np.allclose(plain[v], compiled[v]) for v in compiled.data_vars)
+
+
+def test_a_knock_out_of_a_link_that_does_not_exist_is_refused_as_before():
+    model = compile_model(MODELS / "goodwin" / "goodwin.mdl")
+    with pytest.raises(ParameterError):
+        run(model, knockout=[("capital_output_ratio", "wage_share")])
