@@ -331,3 +331,19 @@ def test_app_command_errors(tmp_path):
     assert result.exit_code == 1 and result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}")
     result = CliRunner().invoke(main, ["app", str(GOODWIN), "--scenario", "nope"])
     assert result.exit_code == 1 and "unknown scenario 'nope'" in result.output
+
+
+def test_single_run_figure_equals_the_full_build_for_every_run():
+    from dashboards import figures
+
+    model = compile_model(GOODWIN)
+    first, second = run(model, final_time=30), run(model, {"phillips slope": 1.4}, final_time=30)
+    panels = figures.sector_panels(first)
+    fast = app_module._SingleRunFigure(panels)
+    for ds in (first, second):  # the first call builds, the second swaps the data
+        expected = figures.trajectories(ds, panels, title="")
+        expected.update_layout(uirevision="levers")
+        got = fast(ds)
+        encode = lambda fig: json.loads(json.dumps(fig, cls=PlotlyJSONEncoder))  # noqa: E731
+        assert encode(got) == encode(expected.to_plotly_json())
+    assert fast(first)["data"][0]["y"] != fast(second)["data"][0]["y"]
