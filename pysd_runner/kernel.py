@@ -130,6 +130,7 @@ class _Parsed:
         tree = ast.parse(model.py_file.read_text())
         self.exprs: dict[str, ast.AST] = {}        # aux / stock-reading components
         self.constants: list[str] = []            # every constant, in a fixed order
+        self.constant_values: dict[str, float] = {}  # its value in the generated code
         self.lookups: dict[str, str] = {}          # lookup component -> table object
         self.tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.statefuls: dict[str, _Stateful] = {}
@@ -179,6 +180,7 @@ class _Parsed:
             element = self.model.elements.get(py_name)
             if element is not None and element.kind == "constant" and _number(expr) is not None:
                 self.constants.append(py_name)
+                self.constant_values[py_name] = _number(expr)
                 continue
             self.exprs[py_name] = expr
         for stateful in self.statefuls.values():
@@ -426,8 +428,8 @@ def _order(parsed: _Parsed, deps: dict[str, set[str]]) -> list[str]:
 
 
 def generate(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()):
-    """Kernel source, its arrays, the constants (parameter slots), the recordable names and
-    the DELAY objects.
+    """Kernel source, its arrays, the constants (parameter slots), the recordable names, the
+    DELAY objects and the constants' values in the generated code.
 
     ``knockouts`` are ``(source, target)`` links (Python names) cut as
     :func:`pysd_runner.run` cuts them: after initialisation the target (its equation, and
@@ -652,7 +654,8 @@ def generate(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()):
     body.extend("    " + line for line in member)
     lines.extend("    " + line for line in body)
     delays = [st for st in parsed.statefuls.values() if st.kind == "delay"]
-    return "\n".join(lines) + "\n", arrays, constants, recordable, delays
+    defaults = np.array([parsed.constant_values[name] for name in constants], dtype=float)
+    return "\n".join(lines) + "\n", arrays, constants, recordable, delays, defaults
 
 
 # --------------------------------------------------------------------------- loading
@@ -780,7 +783,7 @@ _LOCK = threading.Lock()
 
 
 def _load(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()) -> Kernel:
-    source, arrays, constants, recordable, delays = generate(model, knockouts)
+    source, arrays, constants, recordable, delays, defaults = generate(model, knockouts)
     digest = hashlib.sha256((KERNEL_VERSION + source).encode()).hexdigest()[:16]
     path = model.py_file.with_name(f"kernel_{digest}.py")
     if not path.is_file():
@@ -797,7 +800,6 @@ def _load(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()) -> 
     # numba's disk cache finds the module again by name when it loads machine code.
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    defaults = np.array([model.elements[name].default for name in constants], dtype=float)
     kernel = Kernel(model, module.kernel, constants, recordable, defaults, delays, knockouts)
     _warm(kernel)
     return kernel

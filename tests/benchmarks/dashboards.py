@@ -121,7 +121,7 @@ def bench_app(browser, moves: int) -> dict:
     runs = []
     for k in range(5):
         t0 = time.perf_counter()
-        simulator.run({CASE["slider"]: 0.1 + 0.01 * k})
+        simulator.run({CASE["slider"]: model.elements[CASE["slider"]].default + 0.01 * (k + 1)})
         runs.append((time.perf_counter() - t0) * 1000)
     return {
         "moves": moves,
