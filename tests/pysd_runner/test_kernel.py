@@ -13,9 +13,10 @@ from pysd_runner.kernel import clock_grid, kernel_blockers, kernel_for
 from ..conftest import FIXTURES, MODELS
 
 # The kernel evaluates PySD's own expressions in the same order with the same float
-# operations; on this machine the runs are bit-identical. The bound leaves room for a
-# libm whose exp/log differ from numpy's in the last bit.
-RTOL = 1e-12
+# operations; on the development machine the runs are bit-identical. The bound (the
+# ensemble engine's acceptance bound) leaves room for a machine whose libm exp/log differ
+# from numpy's in the last bit, which a long run can carry forward.
+RTOL = 1e-10
 
 MODEL_FILES = sorted(p.relative_to(MODELS).as_posix() for p in MODELS.glob("*/*.mdl"))
 FIXTURE_FILES = ["population.mdl", "decay.mdl", "smooth.mdl", "delay1.mdl", "if_then_else.mdl", "lookup.mdl",
