@@ -170,9 +170,10 @@ def test_loop_switches_name_every_loop_of_reformism_with_the_link_that_cuts_it()
     assert loop_switches(model) is switches, "cached per model"
 
 
-def test_no_loop_switches_without_a_loops_file(goodwin):
-    assert not (GOODWIN.parent / "loops.toml").exists()
-    assert loop_switches(goodwin) == ()
+def test_no_loop_switches_without_a_loops_file(tmp_path):
+    path = tmp_path / "goodwin.mdl"
+    shutil.copyfile(GOODWIN, path)
+    assert loop_switches(compile_model(path)) == ()
 
 
 def test_no_loop_switches_when_the_loops_file_is_unusable(tmp_path):
@@ -290,7 +291,10 @@ def test_the_app_shows_loop_switches_only_when_there_are_some(goodwin_loops_path
     scenario.write_text("[time]\nfinal_time = 10\n")
     layout = json.dumps(make_app(goodwin_loops_path, scenario=scenario).layout, cls=PlotlyJSONEncoder)
     assert '"loop-switches"' in layout and "B1 Profit squeeze (B)" in layout
-    layout = json.dumps(make_app(GOODWIN, scenario=scenario).layout, cls=PlotlyJSONEncoder)
+    bare = tmp_path / "bare" / "goodwin.mdl"  # a copy with no loops.toml beside it
+    bare.parent.mkdir()
+    shutil.copyfile(GOODWIN, bare)
+    layout = json.dumps(make_app(bare, scenario=scenario).layout, cls=PlotlyJSONEncoder)
     assert '"loop-switches"' not in layout
 
 

@@ -221,7 +221,9 @@ def test_goodwin_dominance_dataset_round_trips_and_is_deterministic(goodwin, tmp
     assert set(ds.dims) == {"time", "loop", "link"} and ds.sizes["time"] == 51 and ds.sizes["loop"] == 3
     for coord in ("name", "named", "polarity", "variables", "length", "partition"):
         assert ds[coord].dims == ("loop",)
-    assert list(ds["name"].values) == ["L1", "L2", "L3"] and not ds["named"].any()
+    # models/goodwin/loops.toml names the profit squeeze; the two growth-rate loops stay unnamed.
+    assert list(ds["name"].values) == ["B1 Profit squeeze", "L2", "L3"]
+    assert list(ds["named"].values) == [True, False, False]
     assert ds["dominant"].dtype == bool
     rel = ds["relative_score"].isel(time=slice(1, None))
     assert float(np.abs(rel).max()) <= 1 + 1e-12
@@ -356,7 +358,7 @@ def test_cli_lists_loops_and_dominance_periods(tmp_path):
     assert result.exit_code == 0, result.output
     text = result.output
     assert "3 feedback loop(s) in goodwin" in text and "id" in text and "pol" in text
-    assert "L3         B    11  employment rate -> wage growth rate" in text
+    assert "L1    B1 Profit squeeze B    11  employment rate -> wage growth rate" in text
     assert "periods in which each loop dominates" in text and "% of the time:" in text
     assert f"Wrote {out}" in text
     assert load_result(out).sizes["loop"] == 3
@@ -436,3 +438,16 @@ def test_reformism_dominance_from_the_command_line_within_30_seconds(reformism_c
     assert result.exit_code == 0, result.output
     assert "periods in which each loop dominates" in result.output
     assert elapsed < 30, f"crisis loops --dominance --output took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("name", ["goodwin", "keen"])
+def test_teaching_models_name_their_loops_with_the_stated_polarity(name):
+    from pysd_runner.loops import find_loops, match_named_loops
+
+    model = compile_model(MODELS / name / f"{name}.mdl")
+    path = model.source.parent / "loops.toml"
+    loops = find_loops(model, names=path)
+    report = match_named_loops(model, loops, names=path)
+    assert report, f"models/{name}/loops.toml names no loops"
+    assert all(r["found"] for r in report), report
+    assert all(r["agrees"] for r in report), report
