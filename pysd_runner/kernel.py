@@ -831,14 +831,16 @@ def kernel_for(model: CompiledModel, *, progress: bool = False,
         if found is None:
             import numba  # noqa: F401 - ImportError here means "use PySD"
 
+            from tqdm.auto import tqdm
+
             cached = any(model.py_file.parent.glob("__pycache__/kernel_*.nbi"))
-            if progress and not cached:
-                print(f"{model.name}: compiling the model to machine code (once per model file)...",
-                      file=sys.stderr, flush=True)
-            try:
-                found = _load(model, knockouts)
-            except KernelUnsupported as exc:
-                found = exc
+            with tqdm(total=1, disable=not progress or cached, file=sys.stderr, leave=False,
+                      desc=f"{model.name}: compiling to machine code (once per model file)") as bar:
+                try:
+                    found = _load(model, knockouts)
+                except KernelUnsupported as exc:
+                    found = exc
+                bar.update()
             _KERNELS[key] = found
     if isinstance(found, KernelUnsupported):
         raise found
