@@ -184,13 +184,7 @@ class _Parsed:
                 continue
             self.exprs[py_name] = expr
         for stateful in self.statefuls.values():
-            stateful.owner = self._owner_of(stateful.name) or stateful.name
-
-    def _owner_of(self, obj: str) -> str | None:
-        for py_name, expr in self.exprs.items():
-            if any(isinstance(n, ast.Name) and n.id == obj for n in ast.walk(expr)):
-                return self.vensim.get(py_name, py_name)
-        return None
+            stateful.owner = self._readers.get(stateful.name, stateful.name)
 
     def _stateful(self, target: str, value: ast.AST) -> None:
         if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)):
