@@ -268,17 +268,19 @@ def _run_chunk(model: CompiledModel, members, fixed, settings, outputs, blockers
                engine: str = "auto", threads: int | None = None) -> _ChunkResult:
     if blockers and engine == "compiled":
         listed = "; ".join(f"'{k}' {v}" for k, v in sorted(blockers.items()))
-        raise ParameterError(f"engine='compiled': model '{model.source.name}' cannot run on the compiled kernel: {listed}")
+        from .kernel import engine_error
+
+        raise engine_error(model, listed)
     if blockers or engine == "member-by-member":
         return _run_one_by_one(model, members, fixed, settings, outputs, seeds)
     if engine in ("auto", "compiled"):
-        from .kernel import KernelUnsupported
+        from .kernel import KernelUnsupported, engine_error
 
         try:
             return _run_compiled(model, members, fixed, settings, outputs, on_fraction, threads)
         except KernelUnsupported as exc:
             if engine == "compiled":
-                raise ParameterError(f"engine='compiled': model '{model.source.name}' cannot run on the compiled kernel: {exc}") from None
+                raise engine_error(model, exc) from None
     try:
         return _run_vectorised(model, members, fixed, settings, outputs, on_fraction)
     except (TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError, OverflowError) as exc:

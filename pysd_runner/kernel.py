@@ -34,7 +34,6 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +63,13 @@ NUMPY_OK = {
     "arccos", "arctan", "arctan2", "power", "floor", "ceil", "sign", "tanh", "sinh", "cosh",
     "fmod", "mod", "interp",
 }
+
+
+def engine_error(model: CompiledModel, reason: Any):
+    """The error for ``engine="compiled"`` when the kernel cannot take the run."""
+    from .errors import ParameterError
+
+    return ParameterError(f"engine='compiled': model '{model.source.name}' cannot run on the compiled kernel: {reason}")
 
 
 class KernelUnsupported(Exception):

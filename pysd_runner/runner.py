@@ -363,11 +363,11 @@ def _simulate_compiled(model, merged, settings, outputs, knocked, required: bool
     it does not translate, numba missing) or when the run goes non-finite, so
     that PySD's run names the element and time. With ``required`` those become errors.
     """
-    from .kernel import KernelUnsupported, kernel_for
+    from .kernel import KernelUnsupported, engine_error, kernel_for
 
     def unavailable(reason: str):
         if required:
-            raise ParameterError(f"engine='compiled': model '{model.source.name}' cannot run on the compiled kernel: {reason}")
+            raise engine_error(model, reason)
         return None
 
     if model.uses_random:
