@@ -632,6 +632,8 @@ def make_app(model, *, scenario=None):
     app.layout = html.Div(className="page", children=[
         dcc.Location(id="url", refresh=False),
         dcc.Store(id="pins", data=[]),
+        dcc.Store(id="address"),
+        dcc.Store(id="address-messages", data=[]),
         dcc.Download(id="download"),
         html.H1(f"crisis app: {title}"),
         html.P(description, id="scenario-description"),
@@ -653,21 +655,6 @@ def make_app(model, *, scenario=None):
         html.Div(className="card", children=dcc.Graph(id="variables", figure=figures.variable_table(full))),
     ])
 
-    outputs = [
-        Output({"type": "lever", "name": ALL}, "value"),
-        Output("url", "search"),
-        Output("pins", "data"),
-        Output("message", "children"),
-        Output("pin-list", "children"),
-        Output("trajectories", "figure"),
-    ]
-    if phase:
-        outputs.append(Output("phase", "figure"))
-    switch_inputs = []
-    if switches:
-        outputs.append(Output("loop-switches", "value"))
-        switch_inputs.append(Input("loop-switches", "value"))
-
     def switched_off(switched_on: Any) -> tuple[tuple[str, ...], list[str]]:
         """The loops a checklist value (the ids of the loops left on) switches off."""
         if not isinstance(switched_on, list):
@@ -675,72 +662,129 @@ def make_app(model, *, scenario=None):
         on, messages = _check_off(switches, switched_on, "loop switches")
         return tuple(i for i in switch_ids if i not in on), messages
 
+    def switches_on(off: Sequence[str]) -> list[str]:
+        return [i for i in switch_ids if i not in off]
+
+    def pin_items(pins):
+        return [html.Li(_pin_label(levers, pin, i)) for i, pin in enumerate(pins, start=1)]
+
+    # Two callbacks, so that a slider move stays cheap in the browser:
+    # - `settings` sets the levers (and switches and pins) from the page address when the
+    #   page opens, and resets them; it is the only callback that writes the 113 lever
+    #   values of a big model, which costs the browser ~100 ms per call;
+    # - `update` runs on every move: it validates the values, runs the model and sends
+    #   back the figures, the messages and the new address (written into the page's
+    #   history by a small browser-side function, so the address is an output of no
+    #   callback that reads it; going back in history reloads the page at that address).
+    switch_outputs = [Output("loop-switches", "value")] if switches else []
+
+    @app.callback(
+        Output({"type": "lever", "name": ALL}, "value"),
+        *switch_outputs,
+        Output("pins", "data"),
+        Output("pin-list", "children"),
+        Output("address-messages", "data"),
+        Input("url", "search"),
+        Input("reset", "n_clicks"),
+    )
+    def settings(search, _reset):
+        if ctx.triggered_id == "reset":
+            # The levers go back to the scenario; switches and pins stay as they are.
+            return ([lv.base for lv in levers], *[dash.no_update] * len(switch_outputs),
+                    dash.no_update, dash.no_update, [])
+        values, pins, messages = decode_settings(levers, search, switches)
+        return ([values[lv.py_name] for lv in levers],
+                *([switches_on(values.get(OFF_KEY, ()))] if switches else []),
+                pins, pin_items(pins), messages)
+
+    outputs = [
+        Output("address", "data"),
+        Output("pins", "data", allow_duplicate=True),
+        Output("pin-list", "children", allow_duplicate=True),
+        Output("address-messages", "data", allow_duplicate=True),
+        Output("message", "children"),
+        Output("trajectories", "figure"),
+    ]
+    if phase:
+        outputs.append(Output("phase", "figure"))
+    switch_inputs = [Input("loop-switches", "value")] if switches else []
+
     @app.callback(
         *outputs,
-        Input("url", "search"),
         Input({"type": "lever", "name": ALL}, "value"),
-        Input("reset", "n_clicks"),
+        *switch_inputs,
         Input("pin", "n_clicks"),
         Input("clear-pins", "n_clicks"),
-        *switch_inputs,
         State("pins", "data"),
+        State("address-messages", "data"),
+        State("address", "data"),
+        State("message", "children"),
+        prevent_initial_call=True,
     )
-    def update(search, slider_values, _reset, _pin, _clear, *rest):
+    def update(slider_values, *rest):
         switched_on = rest[0] if switches else None
-        stored_pins = rest[-1]
+        stored_pins, address_messages, address, shown_message = rest[-4:]
         trigger = ctx.triggered_id
-        messages: list[str] = []
-        if trigger is None or trigger == "url":
-            values, pins, messages = decode_settings(levers, search, switches)
+        pins, messages = _validate_pins(levers, stored_pins, switches)
+        pins_changed = pins != stored_pins
+        # What the address said when the page opened, shown once with this run.
+        if isinstance(address_messages, list):
+            messages = [str(m) for m in address_messages] + messages
+        values = dict(base_values)
+        if not isinstance(slider_values, list) or len(slider_values) != len(levers):
+            messages.append("levers: malformed values were discarded; showing the scenario's values")
         else:
-            pins, messages = _validate_pins(levers, stored_pins, switches)
-            values = dict(base_values)
-            if not isinstance(slider_values, list) or len(slider_values) != len(levers):
-                messages.append("levers: malformed values were discarded; showing the scenario's values")
+            for lever, raw in zip(levers, slider_values):
+                try:
+                    values[lever.py_name] = lever.check(raw, "lever")
+                except DashboardInputError as exc:
+                    messages.append(str(exc))
+        if switches:
+            off, problems = switched_off(switched_on)
+            messages += problems
+            if off:
+                values[OFF_KEY] = off
+        if trigger == "clear-pins":
+            pins, pins_changed = [], True
+        elif trigger == "pin":
+            if len(pins) >= MAX_PINS:
+                messages.append(f"At most {MAX_PINS} runs can be pinned; clear the pins to pin another.")
+            elif values in pins:
+                messages.append("This run is already pinned.")
             else:
-                for lever, raw in zip(levers, slider_values):
-                    try:
-                        values[lever.py_name] = lever.check(raw, "lever")
-                    except DashboardInputError as exc:
-                        messages.append(str(exc))
-            if switches:
-                off, problems = switched_off(switched_on)
-                messages += problems
-                if off:
-                    values[OFF_KEY] = off
-            if trigger == "reset":
-                values = {**base_values, **({OFF_KEY: values[OFF_KEY]} if OFF_KEY in values else {})}
-            elif trigger == "clear-pins":
-                pins = []
-            elif trigger == "pin":
-                if len(pins) >= MAX_PINS:
-                    messages.append(f"At most {MAX_PINS} runs can be pinned; clear the pins to pin another.")
-                elif values in pins:
-                    messages.append("This run is already pinned.")
-                else:
-                    pins.append(dict(values))
+                pins, pins_changed = [*pins, dict(values)], True
         try:
             figs = figures_for(values, pins)
         except CrisisError as exc:
             messages.append(f"{exc}; showing the scenario's values")
-            values, pins = dict(base_values), []
+            values, pins, pins_changed = dict(base_values), [], True
             figs = figures_for(values, pins)
-        new_search = encode_settings(levers, values, pins)
-        pin_items = [html.Li(_pin_label(levers, pin, i)) for i, pin in enumerate(pins, start=1)]
-        switch_state = []
-        if switches:
-            off = values.get(OFF_KEY, ())
-            switch_state = [[i for i in switch_ids if i not in off]]
-        shown = [values[lv.py_name] for lv in levers]
-        # Send the lever values back only when they differ from what the sliders show (the
-        # address, a reset or a refused value changed them): re-rendering every slider costs
-        # the browser far more than the run itself.
-        unchanged = isinstance(slider_values, list) and len(slider_values) == len(levers) and all(
-            isinstance(raw, (int, float)) and not isinstance(raw, bool) and float(raw) == value
-            for raw, value in zip(slider_values, shown))
-        return ([dash.no_update] * len(levers) if unchanged else shown,
-                new_search if new_search != (search or "") else dash.no_update,
-                pins, "\n".join(messages), pin_items, *figs, *switch_state)
+        new_address = encode_settings(levers, values, pins)
+        text = "\n".join(messages)
+        # Only what changed goes back: the browser redraws whatever it receives.
+        return (new_address if new_address != address else dash.no_update,
+                pins if pins_changed else dash.no_update,
+                pin_items(pins) if pins_changed else dash.no_update,
+                [] if address_messages else dash.no_update,
+                text if text != (shown_message or "") else dash.no_update,
+                *figs)
+
+    # The address into the page's history (no request: this runs in the browser).
+    app.clientside_callback(
+        """function (search) {
+            if (!window.__crisisHistory) {
+                window.__crisisHistory = true;
+                window.addEventListener("popstate", function () { window.location.reload(); });
+            }
+            if (typeof search === "string" && search !== window.location.search) {
+                window.history.pushState(null, "", window.location.pathname + search);
+            }
+            return window.dash_clientside.no_update;
+        }""",
+        Output("address", "modified_timestamp"),
+        Input("address", "data"),
+        prevent_initial_call=True,
+    )
 
     @app.callback(
         Output("download", "data"),
