@@ -398,7 +398,9 @@ def phase_portrait(
 ) -> go.Figure:
     """Phase portrait: one variable against another, one orbit per scenario (the Goodwin cycle).
 
-    The first point of each orbit is marked, so the direction of travel can be read.
+    The first point of each orbit is marked, so the direction of travel can be read. Every
+    trace carries ``meta = {"scenario": ..., "x": x, "y": y}``, and the marker of the first
+    point also ``"start": True``.
     """
     _require(ds, [x, y], "phase portrait")
     fig = go.Figure()
@@ -406,10 +408,10 @@ def phase_portrait(
         xs, ys = _time_series(part[x], "phase portrait"), _time_series(part[y], "phase portrait")
         color = PALETTE[s_index % len(PALETTE)]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=_esc(scenario), legendgroup=_esc(scenario),
-                                 line={"color": color}, meta={"scenario": scenario}))
+                                 line={"color": color}, meta={"scenario": scenario, "x": x, "y": y}))
         fig.add_trace(go.Scatter(x=xs[:1], y=ys[:1], mode="markers", name=_esc(f"{scenario}: start"),
                                  legendgroup=_esc(scenario), showlegend=False, marker={"color": color, "size": 9},
-                                 meta={"scenario": scenario}))
+                                 meta={"scenario": scenario, "x": x, "y": y, "start": True}))
     fig.update_layout(
         title=_esc(f"Phase portrait: {long_name(ds[y], y)} against {long_name(ds[x], x)}"),
         xaxis_title=axis_title(ds[x], x), yaxis_title=axis_title(ds[y], y), template="plotly_white", height=480,

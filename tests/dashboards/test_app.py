@@ -337,17 +337,38 @@ def test_app_command_errors(tmp_path):
     assert result.exit_code == 1 and "unknown scenario 'nope'" in result.output
 
 
-def test_single_run_figure_equals_the_full_build_for_every_run():
+def test_single_run_figures_equal_the_full_build_for_every_run():
     from dashboards import figures
 
     model = compile_model(GOODWIN)
     first, second = run(model, final_time=30), run(model, {"phillips slope": 1.4}, final_time=30)
     panels = figures.sector_panels(first)
-    fast = app_module._SingleRunFigure(panels)
+    fast = app_module._SingleRunFigures(panels, phase=True)
+    encode = lambda fig: json.loads(json.dumps(fig, cls=PlotlyJSONEncoder))  # noqa: E731
     for ds in (first, second):  # the first call builds, the second swaps the data
-        expected = figures.trajectories(ds, panels, title="")
-        expected.update_layout(uirevision="levers")
+        expected = [figures.trajectories(ds, panels, title=""), figures.phase_portrait(ds)]
         got = fast(ds)
-        encode = lambda fig: json.loads(json.dumps(fig, cls=PlotlyJSONEncoder))  # noqa: E731
-        assert encode(got) == encode(expected.to_plotly_json())
-    assert fast(first)["data"][0]["y"] != fast(second)["data"][0]["y"]
+        assert len(got) == 2
+        for fig, quick in zip(expected, got):
+            fig.update_layout(uirevision="levers")
+            full = fig.to_plotly_json()
+            assert encode(quick["data"]) == encode(full["data"])
+            assert encode(quick["layout"]) == encode(app_module._quick_layout(full["layout"]))
+    assert fast(first)[0]["data"][0]["y"] != fast(second)[0]["data"][0]["y"]
+    assert fast(first)[1]["data"][0]["x"] != fast(second)[1]["data"][0]["x"]
+
+
+def test_quick_layout_changes_only_what_slows_redraws():
+    from dashboards import figures
+
+    ds = run(compile_model(GOODWIN), final_time=30)
+    layout = figures.trajectories(ds).to_plotly_json()["layout"]
+    quick = app_module._quick_layout(layout)
+    axes = [key for key in layout if key.startswith(("xaxis", "yaxis"))]
+    assert len(axes) >= 4
+    for key in axes:
+        assert quick[key] == {**layout[key], "ticklabeloverflow": "allow", "automargin": False}
+    assert quick["template"]["layout"] == layout["template"]["layout"]
+    assert set(quick["template"]["data"]) == {"scatter"}
+    rest = lambda d: {k: v for k, v in d.items() if k not in axes and k != "template"}  # noqa: E731
+    assert rest(quick) == rest(layout)
