@@ -22,6 +22,7 @@ The app binds to 127.0.0.1 unless told otherwise (``crisis app --host``).
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -520,9 +521,10 @@ def _quick_layout(layout: dict) -> dict:
 
 
 def _array(values) -> dict:
-    from _plotly_utils.utils import to_typed_array_spec  # plotly's own base64 array form
-
-    return to_typed_array_spec(np.asarray(values, dtype=float))
+    """Numbers in plotly.js's base64 array form (as plotly's ``to_typed_array_spec`` writes
+    float arrays, without its checks of the input, which cost more than the encoding)."""
+    array = np.ascontiguousarray(values, dtype="<f8")
+    return {"dtype": "f8", "bdata": base64.b64encode(array.tobytes()).decode("ascii")}
 
 
 class _SingleRunFigures:
@@ -619,7 +621,9 @@ def make_app(model, *, scenario=None):
 
     single_run_figures = _SingleRunFigures(panels, phase)
 
-    def figures_for(values: Mapping[str, Any], pins: Sequence[Mapping[str, Any]]):
+    def figures_for(values: Mapping[str, Any], pins: Sequence[Mapping[str, Any]]) -> tuple[list[dict], bool]:
+        """The figures for the current run and the pinned ones, and whether they are one
+        run's figures built from :class:`_SingleRunFigures` (whose traces never change)."""
         runs = [(_current_label(values), simulate(values))]
         runs += [(_pin_label(levers, pin, i), simulate(pin)) for i, pin in enumerate(pins, start=1)]
         if len(runs) == 1:
@@ -632,11 +636,11 @@ def make_app(model, *, scenario=None):
         # With loops switched off the current run says so, also when it is the only run shown.
         off = _off_label(values)
         if len(runs) == 1 and not off:
-            return single_run_figures(combined)
+            return single_run_figures(combined), True
         out = [_finish(figures.trajectories(combined, panels, title=f"current run: {off}" if off else ""))]
         if phase:
             out.append(_finish(figures.phase_portrait(combined)))
-        return out
+        return out, False
 
     title = f"{model.name}{f' — {scen.name}' if scen else ''}"
     # Dash writes the title into the page as it is: escape the model and scenario names.
@@ -655,7 +659,7 @@ def make_app(model, *, scenario=None):
             ),
         ])
 
-    initial = figures_for(base_values, [])
+    initial, _ = figures_for(base_values, [])
     loop_panel = []
     if switches:
         loop_panel = [html.Div(className="card loops", children=[
@@ -674,6 +678,9 @@ def make_app(model, *, scenario=None):
         dcc.Store(id="pins", data=[]),
         dcc.Store(id="address"),
         dcc.Store(id="address-messages", data=[]),
+        *([dcc.Store(id="phase-next")] if phase else []),
+        dcc.Store(id="trajectories-next"),
+        dcc.Store(id="view", data="single"),
         dcc.Download(id="download"),
         html.H1(f"crisis app: {title}"),
         html.P(description, id="scenario-description"),
@@ -744,9 +751,11 @@ def make_app(model, *, scenario=None):
         Output("address-messages", "data", allow_duplicate=True),
         Output("message", "children"),
         Output("trajectories", "figure"),
+        Output("trajectories-next", "data"),
+        Output("view", "data"),
     ]
     if phase:
-        outputs.append(Output("phase", "figure"))
+        outputs.append(Output("phase-next", "data"))
     switch_inputs = [Input("loop-switches", "value")] if switches else []
 
     @app.callback(
@@ -759,11 +768,12 @@ def make_app(model, *, scenario=None):
         State("address-messages", "data"),
         State("address", "data"),
         State("message", "children"),
+        State("view", "data"),
         prevent_initial_call=True,
     )
     def update(slider_values, *rest):
         switched_on = rest[0] if switches else None
-        stored_pins, address_messages, address, shown_message = rest[-4:]
+        stored_pins, address_messages, address, shown_message, view = rest[-5:]
         trigger = ctx.triggered_id
         pins, messages = _validate_pins(levers, stored_pins, switches)
         pins_changed = pins != stored_pins
@@ -794,11 +804,15 @@ def make_app(model, *, scenario=None):
             else:
                 pins, pins_changed = [*pins, dict(values)], True
         try:
-            figs = figures_for(values, pins)
+            figs, single = figures_for(values, pins)
         except CrisisError as exc:
             messages.append(f"{exc}; showing the scenario's values")
             values, pins, pins_changed = dict(base_values), [], True
-            figs = figures_for(values, pins)
+            figs, single = figures_for(values, pins)
+        # One run's figure again, where one run's figure is shown: only the new y values go
+        # to the browser, which swaps them into the figure it shows (see `trajectories-next`).
+        direct = single and view == "single"
+        new_view = "single" if single else "full"
         new_address = encode_settings(levers, values, pins)
         text = "\n".join(messages)
         # Only what changed goes back: the browser redraws whatever it receives.
@@ -807,7 +821,41 @@ def make_app(model, *, scenario=None):
                 pin_items(pins) if pins_changed else dash.no_update,
                 [] if address_messages else dash.no_update,
                 text if text != (shown_message or "") else dash.no_update,
-                *figs)
+                dash.no_update if direct else figs[0],
+                {"y": [trace["y"] for trace in figs[0]["data"]]} if direct else dash.no_update,
+                new_view if new_view != view else dash.no_update,
+                *figs[1:])
+
+    if phase:
+        # The phase portrait is drawn after the trajectories, the main view: in the next
+        # frame, not in the same turn.
+        app.clientside_callback(
+            """function (figure) {
+                return new Promise(function (resolve) {
+                    window.requestAnimationFrame(function () { setTimeout(function () { resolve(figure); }, 0); });
+                });
+            }""",
+            Output("phase", "figure"),
+            Input("phase-next", "data"),
+            prevent_initial_call=True,
+        )
+
+    # One run's new y values into the trajectories shown (one run's figure, built from the
+    # same skeleton, so only the y values differ): Plotly redraws it directly, without
+    # Dash's graph component in between, which halves the time to the redrawn figure.
+    app.clientside_callback(
+        """function (next) {
+            var gd = document.querySelector("#trajectories .js-plotly-plot");
+            if (next && next.y && gd && gd.data && gd.data.length === next.y.length) {
+                var data = gd.data.map(function (trace, i) { return Object.assign({}, trace, {y: next.y[i]}); });
+                window.Plotly.react(gd, data, gd.layout);
+            }
+            return window.dash_clientside.no_update;
+        }""",
+        Output("trajectories-next", "modified_timestamp"),
+        Input("trajectories-next", "data"),
+        prevent_initial_call=True,
+    )
 
     # The address into the page's history (no request: this runs in the browser).
     app.clientside_callback(

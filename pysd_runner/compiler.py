@@ -159,6 +159,8 @@ class CompiledModel:
                     if element.py_name == normal:
                         found = element
                         break
+        if found is not None and (kinds is None or found.kind in kinds):
+            return found
         pool = [e for e in self.elements.values() if kinds is None or e.kind in kinds]
         if found is None:
             names = [e.name for e in pool] + [e.py_name for e in pool]

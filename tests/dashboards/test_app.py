@@ -372,3 +372,10 @@ def test_quick_layout_changes_only_what_slows_redraws():
     assert set(quick["template"]["data"]) == {"scatter"}
     rest = lambda d: {k: v for k, v in d.items() if k not in axes and k != "template"}  # noqa: E731
     assert rest(quick) == rest(layout)
+
+
+def test_arrays_go_to_the_browser_in_plotly_base64_form():
+    from _plotly_utils.utils import to_typed_array_spec
+
+    for values in (np.linspace(0.0, 1.0, 401), np.array([1.5]), np.arange(10.0)[::2], [1, 2, 3]):
+        assert app_module._array(values) == to_typed_array_spec(np.asarray(values, dtype=float))
