@@ -38,6 +38,12 @@ CHANGED = """(selector) => {
     if (!gd || !gd._fullData) { return false; }
     return JSON.stringify(gd._fullData.map(t => Array.from(t.y || []))) !== window.__remembered;
 }"""
+#: Whether a lever's slider shows a value (Dash writes a dict id as JSON with sorted keys).
+SLIDER_AT = """([name, value]) => {
+    const root = document.getElementById(JSON.stringify({name: name, type: 'lever'}));
+    const slider = root && root.querySelector('[role=slider]');
+    return slider !== null && slider.getAttribute('aria-valuenow') === value;
+}"""
 HOSTILE_DESCRIPTION = "</dd><script>window.__xss = 5</script> & more"
 
 
@@ -189,6 +195,19 @@ def test_app_reruns_on_slider_moves_pins_runs_and_keeps_the_view_in_the_address(
     assert _slider(page, "phillips_slope").get_attribute("aria-valuenow") == "1.25"
     assert watch.errors == []
     assert all(r.startswith(app_url) for r in watch.requests), "the app must load nothing from elsewhere"
+
+
+def test_app_back_button_returns_to_the_previous_settings(page, app_url):
+    page.goto(app_url + "?phillips_slope=1.4")
+    page.wait_for_selector("#trajectories .main-svg", timeout=30_000)
+    page.wait_for_function(SLIDER_AT, arg=["phillips_slope", "1.4"])
+    _slider(page, "phillips_slope").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => window.location.search === '?phillips_slope=1.41'")
+    page.go_back()
+    page.wait_for_function("() => window.location.search === '?phillips_slope=1.4'")
+    page.wait_for_selector("#trajectories .main-svg", timeout=30_000)
+    page.wait_for_function(SLIDER_AT, arg=["phillips_slope", "1.4"], timeout=30_000)
 
 
 def test_app_rejects_malformed_addresses_and_keeps_running(page, app_url):
