@@ -51,15 +51,20 @@ __all__ = [
 ]
 
 #: The four sectors of the reformism model (THEORY.md, "Sectors") and the words that pick
-#: their variables out of a run by Python name. A Dataset in which every sector finds a
-#: variable is shown in these four panels; any other model falls back to panels grouped
-#: by units (see :func:`sector_panels`).
+#: their variables out of a run by Python name, the headline variable's first. A Dataset
+#: in which every sector finds a variable is shown in these four panels; any other model
+#: falls back to panels grouped by units (see :func:`sector_panels`).
 SECTOR_KEYWORDS: dict[str, tuple[str, ...]] = {
     "Profitability": ("profit_rate", "profit_share", "business_confidence", "wage_share", "employment_rate"),
-    "Tax revenue": ("tax_revenue", "taxes_on", "tax_on", "revenue"),
-    "Welfare spending": ("welfare", "public_debt"),
+    "Tax revenue": ("tax_revenue_share", "effective_tax_rate", "tax_revenue", "taxes_on", "tax_on", "revenue"),
+    "Welfare spending": ("welfare_spending_per_head", "welfare_share_of_output", "welfare", "public_debt_ratio",
+                         "public_debt"),
     "Legitimacy": ("legitimacy", "militancy", "strike", "repression", "militant_minority"),
 }
+#: Name prefixes of a stock's flow, goal or delayed perception ("change in legitimacy",
+#: "indicated legitimacy", "perceived profit rate"): in a sector panel only when the
+#: sector has nothing else.
+DERIVED_PREFIXES = ("change_in_", "indicated_", "perceived_", "desired_", "bargaining_")
 
 #: Dimensions a trajectory variable may have besides ``time``.
 _STACK_DIMS = ("scenario",)
@@ -193,6 +198,33 @@ def _split_by_magnitude(ds: xr.Dataset, names: list[str]) -> list[list[str]]:
     return [[n for n in names if n in part] for part in parts]
 
 
+def _sector_variables(ds: xr.Dataset, candidates: Sequence[str], keywords: Sequence[str]) -> list[str]:
+    """One sector's panel: its headline variable first, then those that share its axis.
+
+    Variables are ranked by the first keyword they contain, a name equal to the keyword
+    first; flows, goals and perceptions (:data:`DERIVED_PREFIXES`) only if nothing else
+    matches. The panel keeps the first variable's units, and the variables within
+    :data:`MAGNITUDE_GAP` of its typical size, so one axis reads them all.
+    """
+    def rank(name: str) -> tuple:
+        first = next(i for i, k in enumerate(keywords) if k in name)
+        return (first, name != keywords[first], name)
+
+    matching = sorted((n for n in candidates if any(k in n for k in keywords)), key=rank)
+    plain = [n for n in matching if not n.startswith(DERIVED_PREFIXES)]
+    chosen = plain or matching
+    if not chosen:
+        return []
+    lead = chosen[0]
+    size = _magnitude(ds[lead])
+    same_axis = [
+        n for n in chosen
+        if units(ds[n]) == units(ds[lead])
+        and (size == 0 or _magnitude(ds[n]) == 0 or 1 / MAGNITUDE_GAP <= _magnitude(ds[n]) / size <= MAGNITUDE_GAP)
+    ]
+    return same_axis[:MAX_PER_PANEL]
+
+
 def sector_panels(ds: xr.Dataset, panels: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
     """Which variables go in which panel of the trajectory figure.
 
@@ -208,7 +240,8 @@ def sector_panels(ds: xr.Dataset, panels: Mapping[str, Sequence[str]] | None = N
     dict
         Panel title -> Python names of variables. For the reformism model (every sector of
         :data:`SECTOR_KEYWORDS` finds a variable) the four sectors profitability, tax
-        revenue, welfare spending and legitimacy. For any other model (Goodwin, Keen, a
+        revenue, welfare spending and legitimacy, each led by its headline variable, with
+        the variables that share its units and scale. For any other model (Goodwin, Keen, a
         model you bring) the variables that change over time grouped by units, the largest
         groups first: at most four panels of at most six variables.
     """
@@ -222,10 +255,7 @@ def sector_panels(ds: xr.Dataset, panels: Mapping[str, Sequence[str]] | None = N
     plottable = _plottable(ds)
     # Variables constant over time (equilibria, constants) are left out, unless nothing moves.
     candidates = [n for n in plottable if _varies(ds[n])] or plottable
-    sectors: dict[str, list[str]] = {}
-    for title, keywords in SECTOR_KEYWORDS.items():
-        chosen = [n for n in candidates if any(k in n for k in keywords)]
-        sectors[title] = chosen[:MAX_PER_PANEL]
+    sectors = {title: _sector_variables(ds, candidates, keywords) for title, keywords in SECTOR_KEYWORDS.items()}
     if all(sectors.values()):
         return sectors
     by_unit: dict[str, list[str]] = {}

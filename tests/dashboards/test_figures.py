@@ -30,9 +30,42 @@ def _reformism_like(n_time: int = 11) -> xr.Dataset:
 def test_reformism_runs_get_the_four_sector_panels():
     panels = figures.sector_panels(_reformism_like())
     assert list(panels) == ["Profitability", "Tax revenue", "Welfare spending", "Legitimacy"]
+    assert panels["Profitability"] == ["profit_rate"]  # business confidence has other units
     assert panels["Tax revenue"] == ["tax_revenue"]
-    assert panels["Welfare spending"] == ["welfare_programme_level", "public_debt"]
+    assert panels["Welfare spending"] == ["welfare_programme_level"]  # public debt: $, not $/Year
     assert panels["Legitimacy"] == ["legitimacy", "militancy"]
+
+
+def test_sector_panels_of_the_reformism_model_lead_with_the_headline_variables():
+    from pysd_runner import compile_model, run
+
+    from ..conftest import MODELS
+
+    ds = run(compile_model(MODELS / "reformism" / "reformism.mdl"), scenario="baseline", final_time=20)
+    panels = figures.sector_panels(ds)
+    assert [names[0] for names in panels.values()] == [
+        "profit_rate", "tax_revenue_share", "welfare_spending_per_head", "legitimacy"]
+    for names in panels.values():
+        assert len({ds[n].attrs["units"] for n in names}) == 1, names  # one axis, one unit
+        assert not any(n.startswith(figures.DERIVED_PREFIXES) for n in names), names
+        sizes = [float(np.median(np.abs(ds[n].values))) for n in names]
+        assert max(sizes) / min(sizes) <= figures.MAGNITUDE_GAP ** 2, names
+
+
+def test_sector_panels_rank_exact_names_first_and_keep_one_scale():
+    time = np.arange(5.0)
+    ds = xr.Dataset({
+        name: ("time", (1 + 0.1 * time) * size, {"units": unit})
+        for name, unit, size in [
+            ("change_in_legitimacy", "Dmnl", 0.5), ("indicated_legitimacy", "Dmnl", 0.5),
+            ("strike_activity", "Dmnl", 0.005), ("militancy", "Dmnl", 0.1), ("legitimacy", "Dmnl", 0.6),
+            ("repression_cost", "$", 0.3),
+        ]
+    }, coords={"time": time})
+    chosen = figures._sector_variables(ds, list(ds.data_vars), figures.SECTOR_KEYWORDS["Legitimacy"])
+    assert chosen == ["legitimacy", "militancy"]  # strikes: 120 times smaller; repression cost: $
+    only_flows = ds[["change_in_legitimacy"]]
+    assert figures._sector_variables(only_flows, ["change_in_legitimacy"], ("legitimacy",)) == ["change_in_legitimacy"]
 
 
 def test_other_models_fall_back_to_panels_by_units(runs):
