@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import hashlib
 import importlib.util
 import math
@@ -762,9 +763,18 @@ class Kernel:
 
 
 def clock_grid(settings: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PySD's clock: the float times it steps through, which it saves, and their rounded values."""
-    t0, tf = float(settings["initial_time"]), float(settings["final_time"])
-    dt, saveper = float(settings["time_step"]), float(settings["saveper"])
+    """PySD's clock: the float times it steps through, which it saves, and their rounded values.
+
+    Remembered for recent time settings: building them costs about 4 ms for 100,000 steps,
+    a tenth of such a run; each call gets its own copies.
+    """
+    grid = _clock(float(settings["initial_time"]), float(settings["final_time"]), float(settings["time_step"]),
+                  float(settings["saveper"]))
+    return tuple(array.copy() for array in grid)
+
+
+@functools.lru_cache(maxsize=32)
+def _clock(t0: float, tf: float, dt: float, saveper: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     prec = dt * RPREC
     count = int(math.ceil((tf - t0) / dt)) + 3
     # np.add.accumulate adds one step at a time, exactly as PySD's clock does.
