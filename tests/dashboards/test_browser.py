@@ -197,6 +197,57 @@ def test_app_reruns_on_slider_moves_pins_runs_and_keeps_the_view_in_the_address(
     assert all(r.startswith(app_url) for r in watch.requests), "the app must load nothing from elsewhere"
 
 
+def _check_run(page, values, scenario):
+    """The trajectories shown are those of a run of the Goodwin model at these lever values."""
+    shown = page.evaluate(TRACES, "#trajectories")
+    variables = page.evaluate(
+        "() => document.querySelector('#trajectories .js-plotly-plot').data.map(t => t.meta.variable)")
+    expected = run(GOODWIN, values, scenario=scenario, variables=sorted(set(variables)))
+    for name, y in zip(variables, shown):
+        np.testing.assert_allclose(y, expected[name].values, rtol=1e-9, err_msg=name)
+
+
+def test_app_redraws_one_run_in_place_with_that_runs_values(page, app_url, short_scenario):
+    """One run's figure after a move is the new run's y values swapped in by the page (the
+    figure is not sent again); after pinned runs are cleared the full figure comes back,
+    and the next moves swap values again."""
+    watch = Watch().attach(page)
+    page.goto(app_url)
+    page.wait_for_selector("#trajectories .main-svg", timeout=30_000)
+    page.wait_for_function(SLIDER_AT, arg=["phillips_slope", "1.25"])
+    _remember(page, "#trajectories")
+    _slider(page, "phillips_slope").focus()
+    page.keyboard.press("ArrowRight")
+    _wait_changed(page, "#trajectories")
+    _check_run(page, {"phillips slope": 1.26}, short_scenario)
+
+    page.click("#pin")
+    page.wait_for_selector("#pin-list li")
+    page.wait_for_function(
+        "() => document.querySelector('#trajectories .js-plotly-plot').data.some(t => t.meta.scenario.startsWith('pin 1'))")
+    with page.expect_response(lambda r: "_dash-update-component" in r.url
+                              and "trajectories-next" in (r.request.post_data or "")) as response:
+        page.click("#clear-pins")
+    sent = response.value.json()["response"]
+    assert "trajectories" in sent and "trajectories-next" not in sent, sorted(sent)  # the whole figure
+    page.wait_for_function(
+        "() => !document.querySelector('#trajectories .js-plotly-plot').data.some(t => t.meta.scenario.startsWith('pin'))")
+    _check_run(page, {"phillips slope": 1.26}, short_scenario)
+    for expected in (1.27, 1.28):
+        _remember(page, "#trajectories")
+        _slider(page, "phillips_slope").focus()
+        with page.expect_response(lambda r: "_dash-update-component" in r.url
+                                  and "trajectories-next" in (r.request.post_data or "")) as response:
+            page.keyboard.press("ArrowRight")
+        sent = response.value.json()["response"]
+        assert "trajectories-next" in sent and "trajectories" not in sent, sorted(sent)  # values only
+        _wait_changed(page, "#trajectories")
+        _check_run(page, {"phillips slope": expected}, short_scenario)
+    page.wait_for_function("() => window.location.search === '?phillips_slope=1.28'")
+    assert page.inner_text("#message") == ""
+    assert watch.errors == []
+
+
 def test_app_back_button_returns_to_the_previous_settings(page, app_url):
     page.goto(app_url + "?phillips_slope=1.4")
     page.wait_for_selector("#trajectories .main-svg", timeout=30_000)
