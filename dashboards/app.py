@@ -841,14 +841,31 @@ def make_app(model, *, scenario=None):
         )
 
     # One run's new y values into the trajectories shown (one run's figure, built from the
-    # same skeleton, so only the y values differ): Plotly redraws it directly, without
-    # Dash's graph component in between, which halves the time to the redrawn figure.
+    # same skeleton, so only the y values differ): Plotly redraws it directly, without the
+    # work of Dash's graph component on each move. While the graph is still being drawn for
+    # the first time (the page has just opened), the newest values wait for it.
     app.clientside_callback(
         """function (next) {
-            var gd = document.querySelector("#trajectories .js-plotly-plot");
-            if (next && next.y && gd && gd.data && gd.data.length === next.y.length) {
-                var data = gd.data.map(function (trace, i) { return Object.assign({}, trace, {y: next.y[i]}); });
-                window.Plotly.react(gd, data, gd.layout);
+            window.__crisisNext = next;
+            if (!window.__crisisWaiting) {
+                window.__crisisWaiting = true;
+                var frames = 0;
+                var apply = function () {
+                    var gd = document.querySelector("#trajectories .js-plotly-plot");
+                    if (!(gd && gd.data && gd._fullLayout) && frames++ < 1200) {
+                        window.requestAnimationFrame(apply);
+                        return;
+                    }
+                    window.__crisisWaiting = false;
+                    var latest = window.__crisisNext;
+                    if (gd && latest && latest.y && gd.data.length === latest.y.length) {
+                        var data = gd.data.map(function (trace, i) {
+                            return Object.assign({}, trace, {y: latest.y[i]});
+                        });
+                        window.Plotly.react(gd, data, gd.layout);
+                    }
+                };
+                apply();
             }
             return window.dash_clientside.no_update;
         }""",

@@ -6,6 +6,7 @@ tests skip, except in CI (CI=true), where they fail: see the ``browser`` fixture
 
 from __future__ import annotations
 
+import time
 import tomllib
 
 import numpy as np
@@ -207,6 +208,18 @@ def _check_run(page, values, scenario):
         np.testing.assert_allclose(y, expected[name].values, rtol=1e-9, err_msg=name)
 
 
+def _wait_run(page, values, scenario, timeout=20.0):
+    """Wait until the trajectories shown are those of the run at these values (see :func:`_check_run`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _check_run(page, values, scenario)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            page.wait_for_timeout(100)
+
+
 def test_app_redraws_one_run_in_place_with_that_runs_values(page, app_url, short_scenario):
     """One run's figure after a move is the new run's y values swapped in by the page (the
     figure is not sent again); after pinned runs are cleared the full figure comes back,
@@ -248,10 +261,11 @@ def test_app_redraws_one_run_in_place_with_that_runs_values(page, app_url, short
     assert watch.errors == []
 
 
-def test_app_back_button_returns_to_the_previous_settings(page, app_url):
+def test_app_back_button_returns_to_the_previous_settings(page, app_url, short_scenario):
     page.goto(app_url + "?phillips_slope=1.4")
     page.wait_for_selector("#trajectories .main-svg", timeout=30_000)
     page.wait_for_function(SLIDER_AT, arg=["phillips_slope", "1.4"])
+    _wait_run(page, {"phillips slope": 1.4}, short_scenario)  # the address's run, not the scenario's
     _slider(page, "phillips_slope").focus()
     page.keyboard.press("ArrowRight")
     page.wait_for_function("() => window.location.search === '?phillips_slope=1.41'")
@@ -259,6 +273,7 @@ def test_app_back_button_returns_to_the_previous_settings(page, app_url):
     page.wait_for_function("() => window.location.search === '?phillips_slope=1.4'")
     page.wait_for_selector("#trajectories .main-svg", timeout=30_000)
     page.wait_for_function(SLIDER_AT, arg=["phillips_slope", "1.4"], timeout=30_000)
+    _wait_run(page, {"phillips slope": 1.4}, short_scenario)
 
 
 def test_app_rejects_malformed_addresses_and_keeps_running(page, app_url):
