@@ -15,7 +15,7 @@ from .browser import OUTPUT, in_ci, launch, missing_browser
 GOODWIN = MODELS / "goodwin" / "goodwin.mdl"
 #: Short runs keep the suite fast; the figures do not depend on the horizon.
 SHORT = {"final_time": 30, "time_step": 0.05}
-#: Named loops for a copy of the Goodwin model (models/goodwin has no loops.toml): the
+#: Named loops for a copy of the Goodwin model (its own loops.toml names only B1): the
 #: profit squeeze, and the wage share's own growth loop, whose polarity the structure leaves open.
 GOODWIN_LOOPS_TOML = """\
 [B1]
