@@ -118,6 +118,10 @@ def _parse_set(values: tuple[str, ...]) -> dict:
     return params
 
 
+#: Stocks shown in `crisis run`'s summary when --vars does not choose.
+SUMMARY_ROWS = 20
+
+
 def _summary(dataset, names: list[str]) -> list[str]:
     """One line per scenario and variable: start, minimum, maximum, end."""
     lines = []
@@ -156,10 +160,13 @@ def _summary(dataset, names: list[str]) -> list[str]:
 @click.option("--summary", "summaries", multiple=True, metavar="FUNC(VAR[,ARGS])",
               help="Print this metric per scenario instead of the stock table (as in `crisis sensitivity`: "
                    "min, max, final, change, mean(x,t0,t1), ...). Repeatable.")
+@click.option("--nonfinite", type=click.Choice(["error", "keep"]), default="error", show_default=True,
+              help="A value that becomes NaN or infinite: stop with an error naming it, or keep it in the "
+                   "output with a warning (for models that use :NA: on purpose).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the result: .nc (netCDF) or .csv.")
 def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, saveper, variables, seed, summaries,
-                output):
+                nonfinite, output):
     """Simulate a model (optionally under scenarios) and write the trajectories.
 
     Prints a summary (start, min, max, end) of the stocks or of the chosen variables.
@@ -180,7 +187,8 @@ def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, sa
     compiled = compile_model(model)
     names = chosen_scenarios(compiled, scenarios, all_scenarios)
     options = dict(final_time=final_time, time_step=time_step, saveper=saveper,
-                   variables=variables, seed=seed, progress=True)
+                   variables=variables, seed=seed, progress=True,
+                   errors="warn" if nonfinite == "keep" else "raise")
     params = _parse_set(sets)
     if len(names) > 1:
         dataset = run_scenarios(compiled, names, params=params, **options)
@@ -197,9 +205,13 @@ def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, sa
             click.echo(line)
     else:
         shown = list(dataset.data_vars) if variables else [e.py_name for e in compiled.stocks]
-        shown = [n for n in shown if n in dataset] or list(dataset.data_vars)[:8]
-        for line in _summary(dataset, shown[:12]):
-            click.echo(line)
+        shown = [n for n in shown if n in dataset] or list(dataset.data_vars)
+        limit = len(shown) if variables else SUMMARY_ROWS
+        if shown:
+            for line in _summary(dataset, shown[:limit]):
+                click.echo(line)
+        if len(shown) > limit:
+            click.echo(f"  ... and {len(shown) - limit} more stocks in the file; --vars chooses the rows shown")
     click.echo(f"Wrote {written}")
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import ModelCompileError, ModelFileError, ParameterError, did_you_mean
 
-__all__ = ["compile_model", "CompiledModel", "Element", "cache_dir"]
+__all__ = ["compile_model", "CompiledModel", "Element", "cache_dir", "control_inputs", "control_values"]
 
 #: Extensions PySD can translate, and the translator used for each.
 SUPPORTED_EXTENSIONS = {".mdl": "vensim", ".xmile": "xmile", ".xml": "xmile", ".stmx": "xmile"}
@@ -105,6 +105,13 @@ class CompiledModel:
     from_cache: bool
     translation_warnings: list[str] = field(default_factory=list)
     time_units: str = ""
+    #: Each time setting defined by an expression (``SAVEPER = TIME STEP``), as the Python
+    #: source PySD generated for it; literal settings are absent.
+    control_exprs: dict[str, str] = field(default_factory=dict)
+    #: Time settings whose expression reads Time or a model variable, so that PySD
+    #: evaluates them again at every step (``FINAL TIME = IF THEN ELSE(x > 50, Time, 100)``);
+    #: ``control`` then holds their values at the start of the run.
+    control_dynamic: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -176,10 +183,19 @@ class CompiledModel:
             )
         return found
 
-    def load(self):
-        """A fresh PySD model object (each run gets its own, so no state leaks)."""
+    def load(self, py_file: Path | None = None):
+        """A fresh PySD model object (each run gets its own, so no state leaks).
+
+        ``py_file`` loads a rewritten translation of this model (a knock-out) instead.
+        """
         pysd = _pysd()
-        return pysd.load(str(self.py_file), initialize=False)
+        pysd_model = pysd.load(str(py_file or self.py_file), initialize=False)
+        # The translation lives in the cache, but the data files a model reads (GET XLS
+        # DATA, ...) sit beside the model file: resolve them from there.
+        for external in getattr(pysd_model, "_external_elements", ()):
+            if hasattr(external, "root"):
+                external.root = self.source.parent
+        return pysd_model
 
 
 def _sha256(path: Path) -> str:
@@ -255,7 +271,18 @@ def _translate(source: Path, suffix: str, entry: Path, pysd) -> None:
             try:
                 reader(str(copy), initialize=False)
             except Exception as exc:  # PySD raises parsimonious errors, ValueError, KeyError...
-                raise ModelCompileError(_describe_parse_failure(source, copy, suffix, exc)) from None
+                # GET DIRECT SUBSCRIPT reads a data file while translating, relative to the
+                # model file: try again with the model's folder visible beside the copy.
+                linked = _link_siblings(source, staging)
+                try:
+                    if not linked:
+                        raise
+                    reader(str(copy), initialize=False)
+                except Exception:  # noqa: BLE001 - the first failure is the one to report
+                    raise ModelCompileError(_describe_parse_failure(source, copy, suffix, exc)) from None
+                finally:
+                    for link in linked:
+                        link.unlink(missing_ok=True)
         messages = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
         meta = {"source": str(source), "pysd_version": pysd.__version__, "warnings": messages}
         (staging / "translation.json").write_text(json.dumps(meta, indent=1))
@@ -268,6 +295,27 @@ def _translate(source: Path, suffix: str, entry: Path, pysd) -> None:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _link_siblings(source: Path, staging: Path, limit: int = 1000) -> list[Path]:
+    """Symlink the entries of the model file's folder into ``staging`` (none if it is huge)."""
+    try:
+        entries = [p for p in source.parent.iterdir() if p.name != source.name]
+    except OSError:
+        return []
+    if len(entries) > limit:
+        return []
+    links = []
+    for entry in entries:
+        link = staging / entry.name
+        if link.exists() or link.is_symlink():
+            continue
+        try:
+            link.symlink_to(entry)
+        except OSError:
+            continue
+        links.append(link)
+    return links
 
 
 def _describe_parse_failure(source: Path, copy: Path, suffix: str, exc: Exception) -> str:
@@ -455,12 +503,13 @@ def _describe(source: Path, sha: str, py_file: Path, pysd, from_cache: bool, mes
             subscripts=tuple(subs) if isinstance(subs, (list, tuple)) else (),
             default=default,
         )
-    control = {}
-    for key, func in model.components._control_vars.items():
-        try:
-            control[key] = float(func())
-        except Exception:  # a control value defined by an expression of other elements
-            control[key] = float("nan")
+    control_exprs = _control_expressions(py_file)
+    constants = {k for k, e in elements.items() if e.kind == "constant"}
+    dynamic = tuple(
+        key for key in CONTROL_NAMES
+        if key in control_exprs and not _names_in(control_exprs[key]) <= set(CONTROL_NAMES) | constants | {"np"}
+    )
+    control = _pysd_control_values(model, {}, {})
     text = py_file.read_text()
     return CompiledModel(
         source=source,
@@ -475,4 +524,127 @@ def _describe(source: Path, sha: str, py_file: Path, pysd, from_cache: bool, mes
         from_cache=from_cache,
         translation_warnings=messages,
         time_units=time_units,
+        control_exprs=control_exprs,
+        control_dynamic=dynamic,
     )
+
+
+# --------------------------------------------------------------------------- time settings
+
+def _control_expressions(py_file: Path) -> dict[str, str]:
+    """The non-literal entries of the generated ``_control_vars`` table, as Python source."""
+    tree = ast.parse(py_file.read_text())
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "_control_vars" for t in node.targets)
+            and isinstance(node.value, ast.Dict)
+        ):
+            out = {}
+            for key, value in zip(node.value.keys, node.value.values):
+                if isinstance(key, ast.Constant) and isinstance(value, ast.Lambda):
+                    body = value.body
+                    literal = isinstance(body, ast.Constant) or (
+                        isinstance(body, ast.UnaryOp) and isinstance(body.operand, ast.Constant)
+                    )
+                    if not literal:
+                        out[str(key.value)] = ast.unparse(body)
+            return out
+    return {}
+
+
+def _pysd_control_values(pysd_model, params: dict[str, Any], given: dict[str, float]) -> dict[str, float]:
+    """Evaluate the four time settings exactly as PySD does before a run.
+
+    ``params`` are constants set on the model (by Python name) and ``given`` are time
+    settings set directly; a setting defined by an expression of others (Vensim's default
+    ``SAVEPER = TIME STEP``) follows what it depends on.
+    """
+    clock = pysd_model.time
+    pysd_model.components._init_outer_references({"scope": pysd_model, "time": clock})
+    if params:
+        pysd_model.set_components(params)
+    if given:
+        clock.set_control_vars(**given)
+    out = {}
+    for key in CONTROL_NAMES:
+        try:
+            if clock._time is None:
+                # A setting that reads Time is taken at the initial time (which may itself
+                # read Time: two rounds settle it).
+                clock._time = 0.0
+                clock._time = float(clock.initial_time())
+                clock._time = float(clock.initial_time())
+            out[key] = float(getattr(clock, key)())
+        except Exception as exc:  # noqa: BLE001 - PySD raises whatever the expression raises
+            raise ModelCompileError(
+                f"the time setting '{key}' of model '{getattr(pysd_model, 'py_model_file', '')}' "
+                f"cannot be evaluated: {type(exc).__name__}: {exc}"
+            ) from None
+    return out
+
+
+def _names_in(source: str) -> set[str]:
+    return {n.id for n in ast.walk(ast.parse(source, mode="eval")) if isinstance(n, ast.Name)}
+
+
+def control_inputs(model: CompiledModel) -> set[str]:
+    """Constants (by Python name) that the model's time settings are computed from."""
+    names: set[str] = set()
+    for source in model.control_exprs.values():
+        names.update(_names_in(source))
+    return {n for n in names if n in model.elements and model.elements[n].kind == "constant"}
+
+
+def control_values(
+    model: CompiledModel, params: dict[str, Any] | None = None, given: dict[str, float] | None = None
+) -> dict[str, float]:
+    """The model's time settings under ``params`` (constants by Python name) and ``given``.
+
+    Settings given directly win. A setting defined by an expression is evaluated again
+    from what it depends on: ``SAVEPER = TIME STEP`` follows a new time step, and
+    ``FINAL TIME = horizon`` follows a new value of the constant ``horizon``. Simple
+    expressions of the other settings and of scalar constants are evaluated here; anything
+    else goes through PySD itself.
+    """
+    params = dict(params or {})
+    given = {k: float(v) for k, v in (given or {}).items() if v is not None}
+    exprs = {k: v for k, v in model.control_exprs.items() if k not in given}
+    if not exprs:
+        return {**model.control, **given}
+    names: set[str] = set()
+    for source in exprs.values():
+        names.update(_names_in(source))
+    constants = {n for n in names if n in model.elements and model.elements[n].kind == "constant"}
+    simple = names <= set(CONTROL_NAMES) | constants | {"np"} and all(
+        np.ndim(params.get(n, 0.0)) == 0 and not isinstance(params.get(n), tuple)
+        and (n in params or model.elements[n].default is not None)
+        for n in constants
+    )
+    if not simple:
+        return _pysd_control_values(model.load(), {k: v for k, v in params.items()}, given)
+    values: dict[str, float] = {}
+    busy: set[str] = set()
+
+    def value_of(key: str) -> float:
+        if key in values:
+            return values[key]
+        if key in given:
+            values[key] = given[key]
+        elif key not in exprs:
+            values[key] = float(model.control[key])
+        else:
+            if key in busy:
+                raise ModelCompileError(f"the time settings of model '{model.source.name}' refer to each other in a circle ({key})")
+            busy.add(key)
+            namespace: dict[str, Any] = {"np": np, "__builtins__": {}}
+            for name in names:
+                if name in CONTROL_NAMES:
+                    namespace[name] = (lambda k: lambda: value_of(k))(name)
+                elif name in constants:
+                    v = float(params[name]) if name in params else float(model.elements[name].default)
+                    namespace[name] = (lambda v: lambda: v)(v)
+            values[key] = float(eval(exprs[key], namespace))  # noqa: S307 - PySD's own generated source
+        return values[key]
+
+    return {key: value_of(key) for key in CONTROL_NAMES}

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .compiler import CompiledModel, compile_model
+from .compiler import CompiledModel, compile_model, control_inputs
 from .errors import CrisisError, ParameterError, SimulationError
 from .runner import (
     _check_seed,
@@ -467,7 +467,19 @@ def run_ensemble(
     fixed = _merged_params(model, scen, params, check_ranges)
     for name in members:
         fixed.pop(name, None)
-    settings = _time_settings(model, scen, final_time=final_time, time_step=time_step, saveper=saveper)
+    settings = _time_settings(model, scen, fixed, final_time=final_time, time_step=time_step, saveper=saveper)
+    if settings["dynamic"]:
+        raise ParameterError(
+            f"the time settings {', '.join(settings['dynamic'])} of model '{model.source.name}' change during the run, "
+            "so members would run on different clocks; fix them for the ensemble (final_time, time_step, saveper)"
+        )
+    timed = sorted(set(members) & control_inputs(model))
+    if timed:
+        raise ParameterError(
+            f"the time settings of model '{model.source.name}' depend on {', '.join(repr(model.elements[k].name) for k in timed)}, "
+            "so members varying it would run on different clocks; run them one by one, or fix the time "
+            "settings (final_time, time_step, saveper)"
+        )
     outputs = [e.py_name for e in _output_elements(model, variables)]
     seed = _check_seed(seed)
     seeds = None

@@ -1102,7 +1102,7 @@ def _integrate(model: CompiledModel, params, recorded: list[str], *, scenario, f
 
     scen = load_scenario(scenario, model) if scenario is not None else None
     merged = _merged_params(model, scen, params, True)
-    settings = _time_settings(model, scen, final_time=final_time, time_step=time_step, saveper=None)
+    settings = _time_settings(model, scen, merged, final_time=final_time, time_step=time_step, saveper=None)
     saveper = settings["saveper"]
     settings["saveper"] = settings["time_step"]
     seed = _check_seed(seed)
@@ -1770,8 +1770,7 @@ class _Knockouts:
         return target
 
     def load(self):
-        pysd = _pysd()
-        return pysd.load(str(self.module()), initialize=False)
+        return self.model.load(self.module())
 
     def fix(self, pysd_model) -> dict[str, float]:
         """Fill in the held values (each source's value now, at the initial time, by default)."""

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .compiler import CompiledModel, Element, compile_model
+from .compiler import CompiledModel, Element, compile_model, control_values
 from .errors import ParameterError, ScenarioError, SimulationError
 from .scenarios import Scenario, load_scenario
 
@@ -158,13 +158,24 @@ RUN_ENGINES = ("auto", "pysd", "compiled")
 
 # --------------------------------------------------------------------------- time settings
 
-def _time_settings(model: CompiledModel, scenario: Scenario | None, **given: float | None) -> dict[str, float]:
-    settings = dict(model.control)
+def _time_settings(
+    model: CompiledModel, scenario: Scenario | None, params: Mapping[str, Any] | None = None, **given: float | None
+) -> dict[str, float]:
+    """The run's time settings: given here, else the scenario's, else the model's own.
+
+    A model setting defined by an expression (Vensim's default ``SAVEPER = TIME STEP``)
+    is evaluated again from what the run changes: a new time step, or a new value of a
+    constant it reads (``params``, by Python name).
+    """
+    fixed: dict[str, float] = {}
     if scenario is not None:
-        settings.update(scenario.time)
+        fixed.update({k: float(v) for k, v in scenario.time.items()})
     for key, value in given.items():
         if value is not None:
-            settings[key] = _as_number(value, key)
+            fixed[key] = _as_number(value, key)
+    settings: dict[str, Any] = control_values(model, dict(params or {}), fixed)
+    # Settings that PySD evaluates again at every step; the values above are their start.
+    settings["dynamic"] = tuple(k for k in model.control_dynamic if k not in fixed)
     for key in ("time_step", "saveper"):
         if not settings[key] > 0:
             raise ParameterError(f"{key} must be positive; got {settings[key]:g}")
@@ -313,7 +324,7 @@ def run(
         model = compile_model(model)
     scen = load_scenario(scenario, model) if scenario is not None else None
     merged = _merged_params(model, scen, params, check_ranges)
-    settings = _time_settings(model, scen, final_time=final_time, time_step=time_step, saveper=saveper)
+    settings = _time_settings(model, scen, merged, final_time=final_time, time_step=time_step, saveper=saveper)
     outputs = _output_elements(model, variables)
     seed = _check_seed(seed)
     knocked = None
@@ -372,6 +383,8 @@ def _simulate_compiled(model, merged, settings, outputs, knocked, required: bool
 
     if model.uses_random:
         return unavailable("it uses random functions")
+    if settings.get("dynamic"):
+        return unavailable(f"its time settings ({', '.join(settings['dynamic'])}) change during the run")
     links = tuple((link.source, link.target) for link in knocked.links) if knocked is not None else ()
     try:
         kernel = kernel_for(model, progress=progress, knockouts=links)
@@ -412,9 +425,7 @@ def _simulate(model, merged, settings, outputs, errors, progress, knocked=None):
             [e.py_name for e in outputs],
             None,
             "original",
-            settings["final_time"],
-            settings["time_step"],
-            settings["saveper"],
+            *(None if k in settings.get("dynamic", ()) else settings[k] for k in ("final_time", "time_step", "saveper")),
             True,
             progress=False,
         )
@@ -460,16 +471,27 @@ class _Integration:
         self.times: list[float] = []
         self.columns: dict[str, list] = {e.py_name: [] for e in outputs}
         self.failure: tuple[float, str, str] | None = None
+        self.undefined: dict[str, np.ndarray] = {}
 
     def _record(self) -> None:
         now = float(self.clock.round())
+        first = not self.times
         self.times.append(now)
         for element, getter in self.getters:
             value = getter()
             if isinstance(value, xr.DataArray):
                 value = value.copy()
+                if first:
+                    # A Vensim array defined over part of its range only (``x[A] = ...``,
+                    # ``x[C] = ...``) is NaN where it has no equation: not a failure.
+                    undefined = np.isnan(value.values)
+                    if undefined.any() and not undefined.all():
+                        self.undefined[element.py_name] = undefined
             self.columns[element.py_name].append(value)
             if self.failure is None and not _finite(value):
+                mask = self.undefined.get(element.py_name)
+                if mask is not None and np.isfinite(np.asarray(value, dtype=float)[~mask]).all():
+                    continue
                 self.failure = (now, element.name, _kind_of_bad(value))
 
     def _check_stocks(self) -> None:
@@ -557,6 +579,7 @@ def _provenance(model: CompiledModel, merged, scen: Scenario | None, seed: int |
         "final_time": settings["final_time"],
         "time_step": settings["time_step"],
         "saveper": settings["saveper"],
+        "dynamic_time_settings": ",".join(settings.get("dynamic", ())),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
@@ -624,7 +647,7 @@ def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwarg
     if len(scenarios) < 2 or set(kwargs) - allowed - {"progress", "seed", "errors"} or kwargs.get("errors", "raise") != "raise":
         return None
     given = {k: kwargs.get(k) for k in ("final_time", "time_step", "saveper")}
-    effective = [_time_settings(model, s, **given) for s in scenarios]
+    effective = [_time_settings(model, s, _merged_params(model, s, kwargs.get("params"), False), **given) for s in scenarios]
     if model.uses_random or any(s.policies for s in scenarios) or any(e != effective[0] for e in effective):
         return None
     if len({s.name for s in scenarios}) != len(scenarios) or vectorisation_blockers(model):
