@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from pysd_runner import OutputFile
+
 from .errors import CheckpointError, DataError
 
 
@@ -61,7 +63,7 @@ def fit_table(fit) -> list[str]:
 
 @click.command("calibrate")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--output", "-o", required=True, type=OutputFile(".nc"),
               help="Where to write the FitResult (.nc).")
 @click.option("--seed", type=int, help="Replace the spec's seed.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint beside the output (OUTPUT.checkpoint/).")
@@ -143,7 +145,7 @@ def data_list():
 @click.argument("series")
 @click.option("--country", help="For panel series: ISO code (US or USA) or country name.")
 @click.option("--window", metavar="START:END", help="Keep times within START-END (calendar years).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the series as CSV.")
+@click.option("--output", "-o", type=OutputFile(".csv"), help="Write the series as CSV.")
 @click.option("--fred-url", metavar="URL", help="Base address of the FRED CSV endpoint.")
 def data_show(series, country, window, output, fred_url):
     """Show a series: its provenance and values; optionally write it as CSV.
@@ -183,7 +185,10 @@ def data_show(series, country, window, output, fred_url):
         output.parent.mkdir(parents=True, exist_ok=True)
         out = frame.to_frame(str(da.name)) if not hasattr(frame, "columns") else frame
         out.index.name = "time"
-        out.to_csv(output)
+        from pysd_runner import atomic_output
+
+        with atomic_output(output, "--output") as tmp:
+            out.to_csv(tmp)
         click.echo(f"Wrote {output}")
 
 

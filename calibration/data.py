@@ -363,7 +363,7 @@ def _country_code(da: xr.DataArray, country: str, name: str) -> str:
                 return c
     raise DataError(
         f"country {country!r} is not in '{name}'; available: {', '.join(available)}"
-        + did_you_mean(given, available + [str(n) for n in da.coords.get("country_name", xr.DataArray([])).values])
+        + "." + did_you_mean(given, available + [str(n) for n in da.coords.get("country_name", xr.DataArray([])).values])
     )
 
 
@@ -457,7 +457,7 @@ def _frame_to_series(frame: pd.DataFrame, where: str, column: str | None, time_c
             raise DataError(f"{where}: several value columns {values}; choose one (csv:PATH#COLUMN)")
         column = values[0]
     elif column not in values:
-        raise DataError(f"{where}: column {column!r} is missing; value columns are {values}" + did_you_mean(column, values))
+        raise DataError(f"{where}: column {column!r} is missing; value columns are {values}." + did_you_mean(column, values))
     if frame.empty:
         raise DataError(f"{where}: no rows")
     times = _decimal_years(frame[time_column].astype(str), where)
@@ -614,7 +614,7 @@ def load_series(name: str, *, country: str | None = None, window: tuple[float, f
         if name not in entries:
             raise DataError(
                 f"unknown series {name!r}; see `crisis data list` for the catalogue, or use fred:ID or csv:PATH"
-                + did_you_mean(name, entries)
+                + "." + did_you_mean(name, entries)
             )
         da = _load_entry(entries[name])
     return select(da, country=country, window=window)

@@ -7,6 +7,8 @@ the spec file and key), what was wrong and what is allowed.
 
 from __future__ import annotations
 
+from pysd_runner import did_you_mean  # noqa: F401 - one implementation, re-exported
+
 from pysd_runner import CrisisError
 
 
@@ -30,13 +32,3 @@ class CalibrationWarning(UserWarning):
     """Something about a fit the analyst must know: non-convergence, a flat profile, a short chain."""
 
 
-def did_you_mean(name: str, choices) -> str:
-    """``" Did you mean 'x'?"`` for close matches of ``name`` among ``choices``, or ``""``."""
-    import difflib
-
-    choices = [str(c) for c in choices]
-    lowered = {c.lower(): c for c in choices}
-    matches = difflib.get_close_matches(str(name).lower(), list(lowered), n=3, cutoff=0.6)
-    if not matches:
-        return ""
-    return " Did you mean " + " or ".join(f"'{lowered[m]}'" for m in matches) + "?"

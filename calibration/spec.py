@@ -230,7 +230,7 @@ def _prior(value, where, key, lower, upper) -> dict:
     dist = value["dist"]
     if dist not in PRIORS:
         raise _fail(where, key + ".dist", f"unknown distribution {dist!r}; allowed: {', '.join(PRIORS)}"
-                    + did_you_mean(str(dist), PRIORS))
+                    + "." + did_you_mean(str(dist), PRIORS))
     args = {k: v for k, v in value.items() if k != "dist"}
     if dist == "uniform":
         return {"dist": "uniform"}
@@ -449,7 +449,7 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
 
             if series not in catalogue():
                 raise _fail(where, f"{key}.series", f"{series!r} is not in the catalogue (see `crisis data list`)"
-                            + did_you_mean(series, catalogue()))
+                            + "." + did_you_mean(series, catalogue()))
 
     # method
     method = raw.get("method", {"name": "differential_evolution"})
@@ -460,7 +460,7 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
     name = method.get("name", "differential_evolution")
     if name not in METHODS:
         raise _fail(where, "method.name", f"unknown method {name!r}; allowed: {', '.join(METHODS)}"
-                    + did_you_mean(str(name), METHODS))
+                    + "." + did_you_mean(str(name), METHODS))
     settings = {k: v for k, v in method.items() if k != "name"}
     _unknown_keys(settings, _METHOD_SETTINGS[name], where, "method")
     for k in ("n_starts", "max_nfev", "popsize", "maxiter", "n_walkers", "n_steps", "burn", "thin"):

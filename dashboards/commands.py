@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from pysd_runner import OutputFile
+
 _file = click.Path(dir_okay=False, path_type=Path)
 
 
@@ -23,7 +25,7 @@ _file = click.Path(dir_okay=False, path_type=Path)
 @click.option("--grid", type=_file, help="Lever grid (.nc) from `crisis grid`: adds sliders over its runs.")
 @click.option("--sensitivity", type=_file, help="Sobol or Morris indices (.nc, dim 'param'): adds bar charts.")
 @click.option("--title", help="Page title (default: from the model name).")
-@click.option("--output", "-o", required=True, type=_file, help="Where to write the report (.html).")
+@click.option("--output", "-o", required=True, type=OutputFile(".html"), help="Where to write the report (.html).")
 def report(runs, fit, ensemble, loops, grid, sensitivity, title, output):
     """Write one self-contained interactive HTML report (works offline, no server).
 
@@ -55,7 +57,7 @@ def report(runs, fit, ensemble, loops, grid, sensitivity, title, output):
 @click.option("--final-time", type=float, help="Override the final time.")
 @click.option("--time-step", type=float, help="Override the integration time step.")
 @click.option("--saveper", type=float, help="Override the save period.")
-@click.option("--output", "-o", required=True, type=_file, help="Where to write the grid (.nc).")
+@click.option("--output", "-o", required=True, type=OutputFile(".nc"), help="Where to write the grid (.nc).")
 def grid(model, levers, steps, scenarios, all_scenarios, variables, final_time, time_step, saveper, output):
     """Run a model over a grid of one or two levers, for the report's sliders.
 
@@ -67,6 +69,7 @@ def grid(model, levers, steps, scenarios, all_scenarios, variables, final_time, 
     import numpy as np
 
     from pysd_runner import compile_model, save
+    from pysd_runner import scenarios_on_one_axis
     from pysd_runner.scenarios import chosen_scenarios
 
     from .errors import DashboardInputError
@@ -78,6 +81,11 @@ def grid(model, levers, steps, scenarios, all_scenarios, variables, final_time, 
         raise DashboardInputError(f"give one or two --lever options; got {len(levers)}")
     compiled = compile_model(model)
     names = chosen_scenarios(compiled, scenarios, all_scenarios)
+    if len(names) > 1:
+        names, notes = scenarios_on_one_axis(compiled, names, final_time=final_time, time_step=time_step,
+                                             saveper=saveper)
+        for note in notes:
+            click.echo(f"Note: {note}", err=True)
     values = {}
     lever_names = []
     for spec in levers:

@@ -30,7 +30,6 @@ import html
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -492,17 +491,8 @@ def write_report(path: str | os.PathLike, runs: xr.Dataset | str | os.PathLike, 
     if target.is_dir():
         raise DashboardInputError(f"report output '{target}' is a folder; give a file name ending in .html")
     text = build_report(runs, **options)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        # mkstemp creates the file readable by its owner only; a report is for readers.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from pysd_runner.results import atomic_output
+
+    with atomic_output(target, "report output") as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return target

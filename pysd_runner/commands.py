@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .cli_options import OutputFile, max_memory_option
 from .errors import ParameterError
 
 
@@ -88,7 +89,8 @@ def info(model: Path, as_json: bool) -> None:
     if scenarios:
         click.echo(f"\nScenarios ({len(scenarios)})")
         for name, description in scenarios.items():
-            click.echo(f"  {name}: {_truncate(description, 90)}")
+            text = " ".join(description.split())
+            click.echo(textwrap.fill(f"{name}: {text}", 88, initial_indent="  ", subsequent_indent="      "))
 
 
 def _parse_set(values: tuple[str, ...]) -> dict:
@@ -124,9 +126,11 @@ SUMMARY_ROWS = 20
 
 def _summary(dataset, names: list[str]) -> list[str]:
     """One line per scenario and variable: start, minimum, maximum, end."""
+    from .results import display_name
+
     lines = []
     scenarios = list(dataset["scenario"].values) if "scenario" in dataset.dims else [None]
-    width = max(len(n) for n in names)
+    width = max(len(display_name(n, dataset[n])) for n in names)
     lines.append(f"{'':2}{'variable':<{width}}  {'start':>10} {'min':>10} {'max':>10} {'end':>10}  units")
     for scenario in scenarios:
         part = dataset if scenario is None else dataset.sel(scenario=scenario)
@@ -134,11 +138,12 @@ def _summary(dataset, names: list[str]) -> list[str]:
             lines.append(f"[{scenario}]")
         for name in names:
             da = part[name]
+            label = display_name(name, da)
             if set(da.dims) != {"time"}:
                 da = da.mean([d for d in da.dims if d != "time"])
             v = da.values
             lines.append(
-                f"  {name:<{width}}  {v[0]:>10.4g} {v.min():>10.4g} {v.max():>10.4g} {v[-1]:>10.4g}  "
+                f"  {label:<{width}}  {v[0]:>10.4g} {v.min():>10.4g} {v.max():>10.4g} {v[-1]:>10.4g}  "
                 f"{part[name].attrs.get('units', '')}"
             )
     return lines
@@ -163,10 +168,11 @@ def _summary(dataset, names: list[str]) -> list[str]:
 @click.option("--nonfinite", type=click.Choice(["error", "keep"]), default="error", show_default=True,
               help="A value that becomes NaN or infinite: stop with an error naming it, or keep it in the "
                    "output with a warning (for models that use :NA: on purpose).")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--output", "-o", required=True, type=OutputFile(".nc", ".csv"),
               help="Where to write the result: .nc (netCDF) or .csv.")
+@max_memory_option
 def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, saveper, variables, seed, summaries,
-                nonfinite, output):
+                nonfinite, output, max_memory):
     """Simulate a model (optionally under scenarios) and write the trajectories.
 
     Prints a summary (start, min, max, end) of the stocks or of the chosen variables.
@@ -178,18 +184,21 @@ def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, sa
     """
     from .compiler import compile_model
     from .results import save
-    from .runner import run, run_scenarios
+    from .runner import run, run_scenarios, scenarios_on_one_axis
     from .scenarios import chosen_scenarios
     from .sensitivity import parse_metric
 
-    if Path(output).suffix.lower() not in (".nc", ".csv"):
-        raise ParameterError(f"--output '{output}' must end in .nc or .csv")
     compiled = compile_model(model)
     names = chosen_scenarios(compiled, scenarios, all_scenarios)
     options = dict(final_time=final_time, time_step=time_step, saveper=saveper,
                    variables=variables, seed=seed, progress=True,
-                   errors="warn" if nonfinite == "keep" else "raise")
+                   errors="warn" if nonfinite == "keep" else "raise", max_memory=max_memory)
     params = _parse_set(sets)
+    if len(names) > 1:
+        names, notes = scenarios_on_one_axis(compiled, names, params, final_time=final_time, time_step=time_step,
+                                             saveper=saveper)
+        for note in notes:
+            click.echo(f"Note: {note}", err=True)
     if len(names) > 1:
         dataset = run_scenarios(compiled, names, params=params, **options)
     else:
@@ -252,7 +261,9 @@ def _distributions(values: tuple[str, ...]) -> dict:
 def _ensemble_options(function):
     options = [
         click.option("--params", "params_text", metavar="A,B", help="Constants to vary (default: every constant with a Vensim range)."),
-        click.option("--n", "n", type=int, default=None, help="Members (grid: points per parameter)."),
+        click.option("--n", "n", type=click.IntRange(min=1), default=None,
+                     help="Members (grid: points per parameter) [default: 100; sensitivity: 256 base samples for "
+                          "sobol, 20 trajectories for morris]."),
         click.option("--seed", type=int, help="Seed for the design (and random functions)."),
         click.option("--scenario", "-s", metavar="NAME|PATH", help="Scenario applied to every member."),
         click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A constant shared by every member."),
@@ -262,8 +273,9 @@ def _ensemble_options(function):
         click.option("--scheduler", metavar="local:N|tcp://HOST:PORT",
                      help="Run chunks on Dask: a local cluster of N workers on loopback, or a scheduler address."),
         click.option("--chunk-size", type=int, help="Members per chunk."),
-        click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+        click.option("--output", "-o", required=True, type=OutputFile(".nc"),
                      help="Where to write the result (.nc)."),
+        max_memory_option,
     ]
     for option in reversed(options):
         function = option(function)
@@ -278,7 +290,7 @@ def _ensemble_options(function):
               help="A scipy.stats distribution for one parameter, e.g. 'phillips slope=norm(1.25,0.05)'.")
 @click.option("--vars", "variables", metavar="A,B", help="Variables to keep (default: all).")
 def ensemble_command(model, params_text, n, seed, scenario, sets, final_time, time_step, saveper, scheduler,
-                     chunk_size, output, method, dists, variables):
+                     chunk_size, output, max_memory, method, dists, variables):
     """Run many members of a model in one vectorised pass and write them along a `run` dim.
 
     Without --params every constant with a Vensim range varies within it. Each member's
@@ -297,12 +309,12 @@ def ensemble_command(model, params_text, n, seed, scenario, sets, final_time, ti
     if Path(output).suffix.lower() != ".nc":
         raise ParameterError(f"--output '{output}' must end in .nc")
     compiled = compile_model(model)
-    samples = sample(compiled, _names(params_text), method=method, n=n or 100, seed=seed,
+    samples = sample(compiled, _names(params_text), method=method, n=100 if n is None else n, seed=seed,
                      distributions=_distributions(dists) or None)
     dataset = run_ensemble(
         compiled, samples, params=_parse_set(sets), variables=variables, scenario=scenario,
         final_time=final_time, time_step=time_step, saveper=saveper, seed=seed, executor=scheduler,
-        chunk_size=chunk_size, progress=True,
+        chunk_size=chunk_size, progress=True, max_memory=max_memory,
     )
     written = save(dataset, output)
     click.echo(f"{dataset.attrs['n_members']} members ({dataset.attrs['n_ok']} finite), engine "
@@ -316,7 +328,7 @@ def ensemble_command(model, params_text, n, seed, scenario, sets, final_time, ti
               help="final, initial, at(x,t), min, max, time_of_min, time_of_max, mean(x[,t0,t1]). Repeatable.")
 @click.option("--method", type=click.Choice(["sobol", "morris"]), default="sobol", show_default=True)
 def sensitivity_command(model, params_text, n, seed, scenario, sets, final_time, time_step, saveper, scheduler,
-                        chunk_size, output, metrics, method):
+                        chunk_size, output, max_memory, metrics, method):
     """Global sensitivity (Sobol indices with confidence intervals, or Morris) of trajectory metrics.
 
     \b
@@ -330,9 +342,9 @@ def sensitivity_command(model, params_text, n, seed, scenario, sets, final_time,
     if Path(output).suffix.lower() != ".nc":
         raise ParameterError(f"--output '{output}' must end in .nc")
     dataset = sensitivity(
-        model, _names(params_text), metrics=list(metrics), method=method, n=n or (256 if method == "sobol" else 20),
+        model, _names(params_text), metrics=list(metrics), method=method, n=n if n is not None else (256 if method == "sobol" else 20),
         seed=seed, shared_params=_parse_set(sets), scenario=scenario, final_time=final_time, time_step=time_step,
-        saveper=saveper, executor=scheduler, chunk_size=chunk_size, progress=True,
+        saveper=saveper, executor=scheduler, chunk_size=chunk_size, progress=True, max_memory=max_memory,
     )
     written = save(dataset, output)
     columns = ["S1", "S1_conf", "ST", "ST_conf"] if method == "sobol" else ["mu_star", "mu_star_conf", "sigma"]

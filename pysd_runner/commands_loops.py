@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .cli_options import OutputFile
 from .errors import ParameterError
 
 #: Widest variables column before the loop's path is wrapped onto further lines.
@@ -54,7 +55,7 @@ def _periods_text(periods: list[tuple[float, float]]) -> str:
 @click.option("--saveper", type=float, help="Save period of the dominance scores.")
 @click.option("--names", type=click.Path(dir_okay=False, path_type=Path),
               help="A loops.toml naming loops (default: the one beside the model, if any).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--output", "-o", type=OutputFile(".nc"),
               help="Write the loop dominance Dataset (.nc); implies --dominance.")
 def loops(model, scenario, sets, dominance, max_length, max_loops, limit, knockouts, final_time, saveper, names,
           output):

@@ -84,8 +84,7 @@ class Element:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ParameterError(
                 f"{what} {value:g} for '{self.name}' is outside its Vensim range "
-                f"{self.range_text}; give a value within the range "
-                "(or pass check_ranges=False to explore beyond it)"
+                f"{self.range_text}; give a value within the range, or widen the range in the model file"
             )
 
 

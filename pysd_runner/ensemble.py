@@ -10,7 +10,9 @@ Models (or chunks) that cannot run as arrays fall back to member-by-member runs 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import sys
@@ -24,7 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from .compiler import CompiledModel, compile_model, control_inputs
-from .errors import CrisisError, ParameterError, SimulationError
+from .errors import CrisisError, ParameterError, SimulationError, stderr_is_terminal
 from .runner import (
     _check_seed,
     _element_in_traceback,
@@ -32,6 +34,8 @@ from .runner import (
     _output_elements,
     _provenance,
     _time_settings,
+    check_memory,
+    output_cells,
     _to_pysd,
     run,
 )
@@ -324,9 +328,19 @@ def _connect(executor: Any):
         count = executor.partition(":")[2]
         if not count.isdigit() or int(count) < 1:
             raise ExecutorError(f"executor 'local:N' needs a positive number of workers; got {executor!r}")
-        cluster = LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address="127.0.0.1:0")
-        return Client(cluster), True
+        # A cluster of our own is an implementation detail: its workers' log lines (a
+        # cancelled task on Ctrl-C, a nanny killing a busy worker on shutdown) are not
+        # the user's concern. Errors still reach the user through the futures.
+        with _deferred_interrupt() as interrupted:
+            cluster = LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                   silence_logs=logging.CRITICAL)
+            client = Client(cluster)
+        if interrupted:
+            # Ctrl-C while the workers started: shut them down cleanly, then stop.
+            _close_quietly(client, cluster)
+            raise KeyboardInterrupt
+        return client, True
     if executor.startswith("tcp://"):
         try:
             return Client(executor, timeout=5), True
@@ -338,7 +352,7 @@ def _connect(executor: Any):
 def _execute(model, chunks, fixed, settings, outputs, blockers, seeds, executor, progress, engine="auto"):
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=sum(len(c) for c in chunks), disable=not progress, file=sys.stderr, unit="member",
+    bar = tqdm(total=sum(len(c) for c in chunks), disable=not (progress and stderr_is_terminal()), file=sys.stderr, unit="member",
                desc=f"{model.name} ensemble", delay=1.0)
 
     def members_of(index):
@@ -384,11 +398,44 @@ def _execute(model, chunks, fixed, settings, outputs, blockers, seeds, executor,
                 bar.update(len(chunks[futures[future]]))
         finally:
             if owned:
-                cluster = getattr(client, "cluster", None)
-                client.close()
-                if cluster is not None:
-                    cluster.close()
+                with _deferred_interrupt() as interrupted:
+                    _close_quietly(client, getattr(client, "cluster", None))
+                if interrupted:
+                    raise KeyboardInterrupt
     return results
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Hold Ctrl-C while a Dask cluster starts or stops, and report whether it came.
+
+    A cluster interrupted half-way through starting cannot be closed: its workers are
+    still initialising and distributed's exit hook fails with a traceback. Starting and
+    stopping take a second or two, so the interrupt waits for them.
+    """
+    import signal
+    import threading
+
+    received: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(True))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _close_quietly(client, cluster) -> None:
+    """Close a client and the cluster we started for it; a failure to close is not the user's."""
+    for part in (client, cluster):
+        if part is None:
+            continue
+        try:
+            part.close()
+        except Exception:  # noqa: BLE001 - shutting down; the run's own outcome is what matters
+            pass
 
 
 class _Chunks(list):
@@ -419,6 +466,7 @@ def run_ensemble(
     check_ranges: bool = True,
     progress: bool = False,
     engine: str = "auto",
+    max_memory: float | None = None,
 ) -> xr.Dataset:
     """Run many members of a model, one value of each varied constant per member.
 
@@ -448,6 +496,9 @@ def run_ensemble(
         translate the model, else the vectorised numpy pass, else member by member.
         "compiled" fails with the reason when the kernel cannot run the model. The other
         two force the slower engines (for comparison and benchmarks).
+    max_memory : float, optional
+        Bytes the ensemble may use (default: half of the memory available); an ensemble
+        estimated to need more is refused before it starts (:class:`ParameterError`).
 
     Returns
     -------
@@ -481,6 +532,7 @@ def run_ensemble(
             "settings (final_time, time_step, saveper)"
         )
     outputs = [e.py_name for e in _output_elements(model, variables)]
+    check_memory(settings, output_cells(model, outputs), n, max_memory, what=f"the ensemble of {n:,} members")
     seed = _check_seed(seed)
     seeds = None
     if model.uses_random:
@@ -531,6 +583,8 @@ def _assemble(model: CompiledModel, members, results, times, outputs) -> xr.Data
     data_vars = {}
     sub_coords: dict[str, np.ndarray] = {}
     for name in outputs:
+        if name in members:
+            continue  # a varied constant asked for as an output: it is the coordinate along run
         element = model.elements[name]
         parts = [r.values[name][:, : len(times)] for r in results]
         # Chunks are (members, times) views of time-major arrays: join them time-major too,

@@ -46,10 +46,20 @@ class OutputError(CrisisError, ValueError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for close matches of ``name``, or ``""``."""
-    choices = list(choices)
+    choices = [str(c) for c in choices]
     lowered = {c.lower(): c for c in choices}
-    matches = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
+    matches = difflib.get_close_matches(str(name).lower(), list(lowered), n=3, cutoff=0.6)
     if not matches:
         return ""
     quoted = " or ".join(f"'{lowered[m]}'" for m in matches)
     return f" Did you mean {quoted}?"
+
+
+def stderr_is_terminal() -> bool:
+    """Progress bars go to stderr only when it is a terminal (never into logs or pipes)."""
+    import sys
+
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False

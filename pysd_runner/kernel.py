@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .compiler import CompiledModel
+from .errors import stderr_is_terminal
 
 __all__ = ["Kernel", "KernelUnsupported", "kernel_for", "kernel_blockers", "clock_grid"]
 
@@ -844,7 +845,7 @@ def kernel_for(model: CompiledModel, *, progress: bool = False,
             from tqdm.auto import tqdm
 
             cached = any(model.py_file.parent.glob("__pycache__/kernel_*.nbi"))
-            with tqdm(total=1, disable=not progress or cached, file=sys.stderr, leave=False,
+            with tqdm(total=1, disable=not progress or cached or not stderr_is_terminal(), file=sys.stderr, leave=False,
                       desc=f"{model.name}: compiling to machine code (once per model file)") as bar:
                 try:
                     found = _load(model, knockouts)

@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from .compiler import CompiledModel, Element, compile_model, control_values
-from .errors import ParameterError, ScenarioError, SimulationError
+from .errors import ParameterError, ScenarioError, SimulationError, stderr_is_terminal
 from .scenarios import Scenario, load_scenario
 
 __all__ = ["run", "run_scenarios", "NonFiniteWarning"]
@@ -190,6 +190,67 @@ def _time_settings(
     return settings
 
 
+# --------------------------------------------------------------------------- memory
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now (psutil, which Dask already needs)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def memory_limit(max_memory: float | None) -> float:
+    """The memory a run may use: ``max_memory`` bytes, or half of what is available."""
+    if max_memory is None:
+        return available_memory() / 2
+    if isinstance(max_memory, bool) or not isinstance(max_memory, Real) or not max_memory > 0:
+        raise ParameterError(f"max_memory must be a positive number of bytes; got {max_memory!r}")
+    return float(max_memory)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**28 else f"{n / 2**20:.3g} MiB"
+
+
+def output_cells(model: CompiledModel, outputs: Sequence[Element | str]) -> int:
+    """Values saved per time: one per scalar output, one per element of a subscripted one."""
+    total = 0
+    for item in outputs:
+        element = model.elements[item] if isinstance(item, str) else item
+        cells = 1
+        for dim in element.subscripts:
+            cells *= max(1, len(model.subscripts.get(dim, ())))
+        total += cells
+    return total
+
+
+def check_memory(settings: Mapping[str, float], n_outputs: int, members: int, max_memory: float | None,
+                 *, what: str = "the run", width: int = 1) -> float:
+    """Estimate the memory a run needs and refuse it, naming how to reduce it, past the limit.
+
+    The estimate counts the saved trajectories (save times x outputs x members x elements
+    of subscripted outputs x 8 bytes, twice: while integrated and in the Dataset) and the
+    compiled kernel's clock (one float per Euler step). Returns the estimate in bytes.
+    """
+    span = settings["final_time"] - settings["initial_time"]
+    saves = math.floor(span / settings["saveper"] + 1e-9) + 1
+    steps = math.ceil(span / settings["time_step"] - 1e-9) + 1
+    need = 2.0 * saves * max(1, n_outputs) * width * members * 8 + 8.0 * steps
+    limit = memory_limit(max_memory)
+    if need > limit:
+        reduce = "fewer variables (--vars), a longer save period (--saveper), a shorter horizon (--final-time)"
+        if members > 1:
+            reduce += ", fewer members (--n)"
+        raise ParameterError(
+            f"{what} would need about {_gib(need)} of memory ({saves:,} save times x {max(1, n_outputs)} variables"
+            + (f" x {members:,} members" if members > 1 else "")
+            + f", {steps:,} time steps), over the limit of {_gib(limit)}"
+            + (" (half of the memory available)" if max_memory is None else "")
+            + f"; use {reduce}, or raise the limit with --max-memory"
+        )
+    return need
+
+
 # --------------------------------------------------------------------------- seeds
 
 def _check_seed(seed: Any) -> int | None:
@@ -253,6 +314,7 @@ def run(
     progress: bool = False,
     knockout: Sequence[Any] | None = None,
     engine: str = "auto",
+    max_memory: float | None = None,
 ) -> xr.Dataset:
     """Simulate a model once and return its trajectories as an xarray Dataset.
 
@@ -302,6 +364,10 @@ def run(
         non-finite is repeated under PySD, whose diagnostics name the element. "pysd"
         always uses PySD; "compiled" fails with the reason when the kernel cannot run it.
         The engine used is recorded in the ``engine`` attr.
+    max_memory : float, optional
+        Bytes the run may use (default: half of the memory available). A run estimated
+        to need more is refused before it starts, with what to change
+        (:class:`ParameterError`).
 
     Returns
     -------
@@ -326,6 +392,7 @@ def run(
     merged = _merged_params(model, scen, params, check_ranges)
     settings = _time_settings(model, scen, merged, final_time=final_time, time_step=time_step, saveper=saveper)
     outputs = _output_elements(model, variables)
+    check_memory(settings, output_cells(model, outputs), 1, max_memory)
     seed = _check_seed(seed)
     knocked = None
     if knockout is not None:
@@ -436,7 +503,7 @@ def _simulate(model, merged, settings, outputs, errors, progress, knocked=None):
     clock = pysd_model.time
     from tqdm.auto import tqdm
 
-    with tqdm(total=n_steps, disable=not progress, file=sys.stderr, delay=PROGRESS_DELAY,
+    with tqdm(total=n_steps, disable=not (progress and stderr_is_terminal()), file=sys.stderr, delay=PROGRESS_DELAY,
               unit="step", desc=model.name, leave=False) as bar, np.errstate(all="ignore"):
         try:
             integration.integrate(bar)
@@ -632,6 +699,38 @@ def run_scenarios(
     return stacked
 
 
+def scenarios_on_one_axis(
+    model: CompiledModel, scenarios: Sequence[str | os.PathLike | Scenario], params: Mapping[str, Any] | None = None,
+    **given: float | None,
+) -> tuple[list[str | os.PathLike | Scenario], list[str]]:
+    """Split scenarios into those that share the first one's time axis and those that do not.
+
+    Scenarios can only be stacked along a ``scenario`` dim when their time settings agree.
+    Returns ``(kept, notes)``: the scenarios on the most common axis (the first scenario's
+    on a tie) and one line per scenario left out, naming its time settings and the shared ones.
+    """
+    axes = []
+    for ref in scenarios:
+        scen = load_scenario(ref, model)
+        settings = _time_settings(model, scen, _merged_params(model, scen, params, False), **given)
+        axes.append((scen.name, tuple(settings[k] for k in ("initial_time", "final_time", "time_step", "saveper"))))
+    counts: dict[tuple, int] = {}
+    for _, axis in axes:
+        counts[axis] = counts.get(axis, 0) + 1
+    best = max(counts, key=lambda a: (counts[a], a == axes[0][1]))
+    fmt = lambda a: f"from {a[0]:g} to {a[1]:g}, time step {a[2]:g}, saved every {a[3]:g}"  # noqa: E731
+    kept, notes = [], []
+    for ref, (name, axis) in zip(scenarios, axes):
+        if axis == best:
+            kept.append(ref)
+        else:
+            notes.append(
+                f"scenario '{name}' left out: its time axis ({fmt(axis)}) differs from the other scenarios' "
+                f"({fmt(best)}); run it on its own, or give --final-time, --time-step and --saveper to put all on one axis"
+            )
+    return kept, notes
+
+
 def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwargs: dict) -> xr.Dataset | None:
     """Run scenarios as members of one vectorised ensemble when that gives the same numbers.
 
@@ -643,7 +742,7 @@ def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwarg
     from .ensemble import run_ensemble
     from .vectorize import vectorisation_blockers
 
-    allowed = {"params", "final_time", "time_step", "saveper", "variables", "check_ranges"}
+    allowed = {"params", "final_time", "time_step", "saveper", "variables", "check_ranges", "max_memory"}
     if len(scenarios) < 2 or set(kwargs) - allowed - {"progress", "seed", "errors"} or kwargs.get("errors", "raise") != "raise":
         return None
     given = {k: kwargs.get(k) for k in ("final_time", "time_step", "saveper")}
@@ -670,7 +769,7 @@ def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwarg
         return None  # a subscripted or computed constant: no scalar default to fill in
     settings = {k: effective[0][k] for k in ("final_time", "time_step", "saveper")}
     ensemble = run_ensemble(model, samples, variables=kwargs.get("variables"), check_ranges=check,
-                            progress=kwargs.get("progress", False), **settings)
+                            progress=kwargs.get("progress", False), max_memory=kwargs.get("max_memory"), **settings)
     bad = np.flatnonzero(~ensemble["ok"].values)
     if bad.size:
         return None  # let the scalar runs report the first non-finite time and variable

@@ -132,7 +132,7 @@ def dataset_frame(ds, columns, time_index) -> pd.DataFrame:
     Time settings come from the Dataset's attrs (constant over the run).
     """
     by_name = {}
-    for key, var in ds.data_vars.items():
+    for key, var in list(ds.data_vars.items()) + [(k, v) for k, v in ds.coords.items() if k not in ds.dims]:
         by_name.setdefault(str(var.attrs.get("long_name", key)).lower(), key)
         by_name.setdefault(str(key).lower(), key)
     times = np.asarray(ds["time"].values, dtype=float)

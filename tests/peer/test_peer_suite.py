@@ -22,6 +22,7 @@ from pysd_runner.cli import main
 from pysd_runner.errors import ParameterError
 from pysd_runner.vectorize import vectorisation_blockers
 
+from ..tolerance import assert_close_to_scale
 from .suite import (
     assert_matches_canonical,
     canonical_frame,
@@ -49,12 +50,7 @@ def test_suite_is_vendored():
 
 def _assert_close_to_scale(actual, expected, what):
     for column in expected.columns:
-        a = np.asarray(actual[column], dtype=float)
-        e = np.asarray(expected[column], dtype=float)
-        finite = np.isfinite(e)
-        scale = float(np.max(np.abs(e[finite]))) if finite.any() else 0.0
-        np.testing.assert_allclose(a, e, rtol=ENGINE_RTOL, atol=ENGINE_RTOL * scale, equal_nan=True,
-                                   err_msg=f"{what}: column '{column}'")
+        assert_close_to_scale(actual[column], expected[column], ENGINE_RTOL, err_msg=f"{what}: column '{column}'")
 
 
 def _one_constant(model):
@@ -82,7 +78,9 @@ def test_model(case, tmp_path):
     args = ["run", str(case.model), "--vars", ",".join(names), "--output", str(out)]
     if uses_na(canon):
         args += ["--nonfinite", "keep"]
-    result = CliRunner().invoke(main, args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # shown as `Warning:` lines, as a user sees them
+        result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, f"crisis run failed: {result.output}"
     ds = xr.load_dataset(out)
     assert_matches_canonical(dataset_frame(ds, canon.columns, canon.index), canon)

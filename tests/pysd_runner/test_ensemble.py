@@ -20,6 +20,7 @@ from pysd_runner import (
 )
 
 from ..conftest import FIXTURES, MODELS
+from ..tolerance import assert_close_to_scale
 
 # Members and scalar runs execute the same floating-point operations in the same order,
 # so they agree to rounding; 1e-10 relative is the acceptance bound of the issue.
@@ -42,10 +43,8 @@ def assert_members_equal_scalar_runs(model, samples, ensemble, members, **kwargs
     for i in members:
         single = run(model, {k: float(v[i]) for k, v in samples.items()}, errors="warn", engine="pysd", **kwargs)
         for name in single.data_vars:
-            np.testing.assert_allclose(
-                ensemble[name].isel(run=i).values, single[name].values, rtol=RTOL, atol=1e-300,
-                equal_nan=True, err_msg=f"member {i}, variable {name}",
-            )
+            assert_close_to_scale(ensemble[name].isel(run=i).values, single[name].values, RTOL,
+                                  err_msg=f"member {i}, variable {name}")
 
 
 FIXTURE_CASES = {

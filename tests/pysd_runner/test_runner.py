@@ -258,6 +258,8 @@ def test_subscripted_round_trip_and_csv(tmp_path):
 
 
 def test_save_is_atomic_and_keeps_the_old_file_on_failure(population, tmp_path, monkeypatch):
+    from pysd_runner import OutputError
+
     target = tmp_path / "run.nc"
     ds = run(population)
     save(ds, target)
@@ -269,7 +271,7 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(population, tmp_path, 
         raise OSError("disk full")
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="cannot be written: disk full"):
         save(ds, target)
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.nc"]
@@ -286,6 +288,10 @@ def test_progress_bar_goes_to_stderr(population, capsys, monkeypatch):
     import pysd_runner.runner as runner
 
     monkeypatch.setattr(runner, "PROGRESS_DELAY", 0)
+    # Not a terminal (a log file, a pipe): no bar, so nothing is glued onto the next line.
+    run(population, progress=True, engine="pysd")
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(runner, "stderr_is_terminal", lambda: True)
     # PySD's step loop shows steps; a compiled run takes milliseconds and needs no bar.
     run(population, progress=True, engine="pysd")
     captured = capsys.readouterr()

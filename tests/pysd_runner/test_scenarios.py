@@ -11,6 +11,7 @@ import xarray as xr
 from pysd_runner import ScenarioError, list_scenarios, load_scenario, run, run_scenarios
 
 from ..conftest import MODELS
+from ..tolerance import assert_close_to_scale
 
 
 @pytest.fixture()
@@ -140,7 +141,8 @@ def test_scenarios_run_as_one_vectorised_ensemble_with_the_same_numbers():
         single = run(goodwin, scenario=name, final_time=40)
         assert json.loads(stacked.attrs["params"])[name] == json.loads(single.attrs["params"])
         for variable in single.data_vars:
-            np.testing.assert_allclose(stacked[variable].sel(scenario=name), single[variable], rtol=1e-10)
+            assert_close_to_scale(stacked[variable].sel(scenario=name), single[variable], 1e-10,
+                                  err_msg=f"{name}: {variable}")
             assert stacked[variable].attrs == single[variable].attrs
 
 
