@@ -27,6 +27,7 @@ _EXPORTS = {
     "ByteSize": "cli_options",
     "max_memory_option": "cli_options",
     "NonFiniteWarning": "runner",
+    "LargeRunWarning": "runner",
     "run_ensemble": "ensemble",
     "VectorisationWarning": "ensemble",
     "ExecutorError": "ensemble",

@@ -21,11 +21,19 @@ from .compiler import CompiledModel, Element, compile_model, control_values
 from .errors import ParameterError, ScenarioError, SimulationError, stderr_is_terminal
 from .scenarios import Scenario, load_scenario
 
-__all__ = ["run", "run_scenarios", "NonFiniteWarning"]
+__all__ = ["run", "run_scenarios", "NonFiniteWarning", "LargeRunWarning"]
 
 SETTABLE = ("constant",)
 #: Seconds a run must last before its progress bar appears (short runs stay quiet).
 PROGRESS_DELAY = 1.0
+
+
+#: Runs whose results take more memory than this are announced with a LargeRunWarning.
+LARGE_RUN_BYTES = 2**30
+
+
+class LargeRunWarning(UserWarning):
+    """A run will take more than a gigabyte of memory: said before it starts, never silent."""
 
 
 class NonFiniteWarning(UserWarning):
@@ -247,6 +255,13 @@ def check_memory(settings: Mapping[str, float], n_outputs: int, members: int, ma
             + f", {steps:,} time steps), over the limit of {_gib(limit)}"
             + (" (half of the memory available)" if max_memory is None else "")
             + f"; use {reduce}, or raise the limit with --max-memory"
+        )
+    if need > LARGE_RUN_BYTES:
+        warnings.warn(
+            f"{what} will hold about {_gib(need)} in memory and its file about {_gib(need / 2)} "
+            f"({saves:,} save times x {max(1, n_outputs)} variables"
+            + (f" x {members:,} members" if members > 1 else "") + ")",
+            LargeRunWarning, stacklevel=3,
         )
     return need
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,16 @@ def test_warnings_are_one_line_each(tmp_path):
     again = CliRunner().invoke(main, ["run", str(model), "--set", "rate=100", "--output", str(tmp_path / "e.nc")])
     _assert_one_error_line(again, "non-finite", "'x'")
     assert not (tmp_path / "e.nc").exists()
+
+
+def test_a_large_run_is_announced_before_it_starts():
+    from pysd_runner import LargeRunWarning
+    from pysd_runner.runner import check_memory
+
+    settings = {"initial_time": 0.0, "final_time": 300.0, "saveper": 0.1, "time_step": 0.1}
+    with pytest.warns(LargeRunWarning, match=r"about 1\.\d+ GiB in memory and its file about 0\.\d+ GiB"):
+        need = check_memory(settings, 2, 20_000, 64 * 2**30, what="the ensemble of 20,000 members")
+    assert 2**30 < need < 2 * 2**30
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_memory(settings, 2, 10, None)  # small: not a word
