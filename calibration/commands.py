@@ -192,5 +192,57 @@ def data_show(series, country, window, output, fred_url):
         click.echo(f"Wrote {output}")
 
 
+@click.command("facts")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--scenario", "-s", "scenarios", multiple=True, metavar="NAME",
+              help="Scenario to judge (repeatable; default: every scenario the facts file or model names).")
+@click.option("--facts", "facts_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Facts file (default: facts.toml beside the model).")
+@click.option("--markdown", is_flag=True, help="Print the table as Markdown (for a model README).")
+def facts_command(model, scenarios, facts_path, markdown):
+    """Judge a model against the stylized facts of the postwar US economy.
+
+    Each fact (cycle length, unemployment range, output declines, growth, profit-rate
+    volatility, investment share, real wage growth, private and public debt) is computed
+    from the shipped data and measured the same way on each scenario's run, after the
+    facts file's warm-up. Inside a scenario's declared crisis window, ranges are judged
+    against historical extremes instead. Exit status 1 when a fact fails that the facts
+    file does not list as a known failure.
+
+    \b
+    Example:
+      crisis facts models/reformism/reformism.mdl
+      crisis facts models/reformism/reformism.mdl -s baseline --markdown
+    """
+    from pysd_runner import compile_model, list_scenarios, run_scenarios, scenarios_on_one_axis
+
+    from .facts import facts_table, judge, load_facts_spec, model_facts_path, unexpected
+
+    spec = load_facts_spec(facts_path or model_facts_path(model))
+    compiled = compile_model(model)
+    names = list(scenarios) or list_scenarios(compiled)
+    if len(names) > 1:
+        names, notes = scenarios_on_one_axis(compiled, names, {})
+        for note in notes:
+            click.echo(f"Note: {note}", err=True)
+    variables = sorted({compiled.resolve(v).py_name for v in spec.variables.values()})
+    dataset = run_scenarios(compiled, names, variables=variables) if names else None
+    if dataset is None:
+        from pysd_runner import run
+
+        dataset = run(compiled, variables=variables)
+    results = judge(dataset, spec)
+    for line in facts_table(results, markdown=markdown):
+        click.echo(line)
+    surprises = unexpected(results, spec)
+    for scenario, fact, what in surprises:
+        click.echo(f"  {scenario}: {fact} {what}", err=True)
+    failing = sum(what == "fails" for _, _, what in surprises)
+    if failing:
+        raise click.ClickException(f"{failing} fact(s) fail that {spec.path.name} does not list under "
+                                   "[known_failures]")
+
+
 # Names registered in pysd_runner.cli.COMMANDS.
 calibrate = calibrate_command
+facts = facts_command

@@ -22,6 +22,7 @@ COMMANDS = {
     "app": "dashboards.commands:app",
     "calibrate": "calibration.commands:calibrate",
     "data": "calibration.commands:data",
+    "facts": "calibration.commands:facts",
 }
 
 

@@ -1,0 +1,402 @@
+"""Behaviour-reproduction tests: the stylized facts of the postwar US cycle.
+
+Sterman (Business Dynamics, ch. 21) asks of a model, before its policy conclusions mean
+anything, whether it reproduces the behaviour of the system it stands for. This module
+states the facts of the postwar US economy that THEORY.md lists, computes each one from
+the data the catalogue ships (no network), measures the same statistic on a model run in
+the same way, and judges it against an acceptance band around the data.
+
+A model folder says which of its variables stands for each concept, how long its warm-up
+is, and which scenarios have a declared crisis window, in ``facts.toml``::
+
+    description = "..."
+    warm_up = 20                       # model years left out at the start
+    [variables]                        # concept -> the model's variable (Vensim or Python name)
+    output = "output"
+    unemployment_rate = "unemployment rate"
+    profit_rate = "profit rate"
+    investment_share = "investment share"
+    real_wage = "wage rate"
+    private_debt_ratio = "debt ratio"
+    public_debt_ratio = "public debt ratio"
+    [scenarios.recession_austerity]
+    crisis = [45, 60]                  # the shock and its aftermath: judged by the crisis bounds
+    [known_failures.baseline]          # facts the model does not yet meet, each with the evidence
+    output_declines = "output never falls: ..."
+
+``known_failures`` is a ratchet: the tests fail when a listed fact starts to pass (take
+it off the list) and when an unlisted one fails, so the table in the model's README and
+the tests can never drift apart, and a shortfall is stated, never hidden.
+
+Concepts a model does not have are simply left out of ``[variables]``; the facts that
+need them are reported as not applicable, never as passed.
+
+Examples
+--------
+>>> from calibration.facts import data_facts
+>>> facts = data_facts()
+>>> round(facts["growth"].data_value, 3)
+0.031
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .errors import SpecError, did_you_mean
+
+__all__ = ["Fact", "FactsSpec", "data_facts", "load_facts_spec", "measure", "judge", "FactResult", "CONCEPTS"]
+
+#: Concepts a model can map to its variables.
+CONCEPTS = {
+    "output": "real output (any scale)",
+    "unemployment_rate": "unemployment rate, as a fraction",
+    "profit_rate": "profit rate, 1/year",
+    "investment_share": "gross investment as a share of output",
+    "real_wage": "real wage per worker (any scale)",
+    "private_debt_ratio": "firms' debt in years of output",
+    "public_debt_ratio": "public debt in years of output",
+}
+
+#: Smoothing parameter of the Hodrick-Prescott filter for annual series (the common choice
+#: of 100 for annual data; Ravn and Uhlig's 6.25 gives a smaller cycle on data and model alike).
+HP_LAMBDA = 100.0
+#: A peak of unemployment counts as a recession when it stands this far (in rate points)
+#: above the lower of the two troughs beside it: about the smallest postwar US recession.
+RECESSION_PROMINENCE = 0.01
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One stylized fact: what the data say, how a run is measured, what a run must meet."""
+
+    name: str
+    description: str
+    unit: str
+    concepts: tuple[str, ...]
+    data_value: float | tuple[float, float]
+    source: str
+    band: tuple[float, float]
+    measure: Callable[..., float | tuple[float, float]] = field(repr=False, compare=False)
+    crisis_band: tuple[float, float] | None = None  # the bound inside a declared crisis window
+
+    def within(self, value, band=None) -> bool:
+        low, high = band or self.band
+        if isinstance(value, tuple):
+            return all(math.isfinite(v) for v in value) and low <= value[0] and value[1] <= high
+        return math.isfinite(value) and low <= value <= high
+
+
+@dataclass(frozen=True)
+class FactResult:
+    fact: Fact
+    value: float | tuple[float, float] | None  # None: the model has no variable for the concept
+    passed: bool | None
+    band: tuple[float, float]
+
+    def text(self) -> str:
+        return format_value(self.value)
+
+
+def format_value(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, tuple):
+        return f"{value[0]:.3g} to {value[1]:.3g}"
+    if math.isinf(value):
+        return "no cycle"  # fewer than two recessions after the warm-up
+    return f"{value:.3g}"
+
+
+# --------------------------------------------------------------------------- statistics
+# Each takes annual (or finer) series as numpy arrays with their times, so that the data
+# and a model run go through the same code.
+
+def cycle_length(times: np.ndarray, unemployment: np.ndarray) -> float:
+    """Mean time between recessions: peaks of unemployment with the given prominence."""
+    from scipy.signal import find_peaks
+
+    peaks, _ = find_peaks(np.asarray(unemployment, dtype=float), prominence=RECESSION_PROMINENCE)
+    if len(peaks) < 2:
+        return math.inf  # no recurring cycle at all
+    return float(np.mean(np.diff(np.asarray(times, dtype=float)[peaks])))
+
+
+def annual(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values at whole years (a model saves more often; data are already annual)."""
+    times = np.asarray(times, dtype=float)
+    values = np.asarray(values, dtype=float)
+    years = np.arange(math.ceil(times[0] - 1e-9), math.floor(times[-1] + 1e-9) + 1)
+    return years, np.interp(years, times, values)
+
+
+def growth(times, values) -> float:
+    years, y = annual(times, values)
+    return float(np.mean(np.diff(np.log(y))))
+
+
+def decline_frequency(times, values) -> float:
+    """Share of years in which the (annual) series fell."""
+    years, y = annual(times, values)
+    return float(np.mean(np.diff(y) < 0))
+
+
+def hp_volatility(times, values) -> float:
+    """Hodrick-Prescott cyclical sd of the annual series, relative to its mean."""
+    from statsmodels.tsa.filters.hp_filter import hpfilter
+
+    years, y = annual(times, values)
+    cycle, _ = hpfilter(y, lamb=HP_LAMBDA)
+    return float(np.std(cycle) / abs(np.mean(y)))
+
+
+def value_range(times, values) -> tuple[float, float]:
+    v = np.asarray(values, dtype=float)
+    return float(np.min(v)), float(np.max(v))
+
+
+def growth_range(times, values) -> tuple[float, float]:
+    """Smallest and largest annual growth rate (log change per year)."""
+    years, y = annual(times, values)
+    g = np.diff(np.log(y))
+    return float(np.min(g)), float(np.max(g))
+
+
+# --------------------------------------------------------------------------- the facts
+
+def _us(name: str, window=(1950, 2019), country: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    from .data import load_series
+
+    da = load_series(name, country=country, window=window)
+    return da["time"].values.astype(float), da.values.astype(float)
+
+
+@lru_cache(maxsize=1)
+def data_facts() -> dict[str, Fact]:
+    """The facts, each with its value computed from the shipped data."""
+    unemployment_q = _us("us.q.unemployment_rate", window=None)
+    unemployment = _us("us.unemployment_rate", window=(1948, 2019))
+    output = _us("pwt.output", country="US")
+    profit_rate = _us("pwt.profit_rate", country="US")
+    investment = _us("us.q.investment_share", window=None)
+    labsh = _us("pwt.labour_share", country="US")
+    productivity = _us("pwt.labour_productivity", country="US")
+    real_wage = (labsh[0], labsh[1] * productivity[1])
+    debt = _us("us.federal_debt_ratio")
+    facts = [
+        Fact("cycle_length", "mean time between recessions (peaks of unemployment)", "year",
+             ("unemployment_rate",), cycle_length(*unemployment_q),
+             "US quarterly unemployment 1959-2009 (statsmodels macrodata); NBER: 5.8 years trough to trough",
+             band=(4.0, 11.0), measure=cycle_length),
+        Fact("unemployment_range", "lowest and highest unemployment rate", "1",
+             ("unemployment_rate",), value_range(*unemployment),
+             "US unemployment 1948-2019 (BLS in the catalogue)", band=(0.02, 0.12),
+             measure=value_range, crisis_band=(0.0, 0.25)),
+        Fact("output_declines", "share of years in which output fell", "1", ("output",),
+             decline_frequency(*output), "PWT 10 rgdpna, US 1950-2019", band=(0.05, 0.25),
+             measure=decline_frequency),
+        Fact("growth", "mean growth of real output", "1/year", ("output",), growth(*output),
+             "PWT 10 rgdpna, US 1950-2019", band=(0.02, 0.04), measure=growth),
+        Fact("profit_rate_volatility", f"HP-filtered (lambda {HP_LAMBDA:g}) sd of the profit rate over its mean",
+             "1", ("profit_rate",), hp_volatility(*profit_rate),
+             "PWT 10, US 1950-2019: (1 - labsh) rgdpna / rnna", band=(0.01, 0.05), measure=hp_volatility),
+        Fact("investment_share_range", "lowest and highest gross investment share of output", "1",
+             ("investment_share",), value_range(*investment),
+             "US real gross private investment / real GDP 1959-2009 (statsmodels macrodata)",
+             band=(0.05, 0.25), measure=value_range),
+        Fact("real_wage_growth_range", "slowest and fastest annual growth of the real wage", "1/year",
+             ("real_wage",), growth_range(*real_wage),
+             "PWT 10, US 1950-2019: labsh x rgdpna / emp", band=(-0.06, 0.08), measure=growth_range,
+             crisis_band=(-0.15, 0.10)),
+        Fact("private_debt_range", "firms' debt in years of output: net borrowers, a fraction of a year",
+             "year", ("private_debt_ratio",), (0.3, 0.8),
+             "no shipped series: US non-financial business debt is about 0.3-0.8 of GDP (Fed Z.1); a sign and a range",
+             band=(0.0, 1.5), measure=value_range, crisis_band=(0.0, 2.0)),
+        Fact("public_debt_range", "public debt in years of output", "year", ("public_debt_ratio",),
+             value_range(*debt), "US federal debt / GDP 1950-2019 (federal budget series)",
+             band=(0.0, 1.5), measure=value_range, crisis_band=(0.0, 2.0)),
+    ]
+    return {fact.name: fact for fact in facts}
+
+
+# --------------------------------------------------------------------------- a model's facts
+
+@dataclass(frozen=True)
+class FactsSpec:
+    path: Path
+    description: str
+    warm_up: float
+    variables: dict[str, str]
+    crisis: dict[str, tuple[float, float]]
+    known_failures: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def load_facts_spec(path: str | Path) -> FactsSpec:
+    """Read and check a model folder's ``facts.toml`` (see the module docstring)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"facts file '{path}' does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"facts file '{path}' is not valid TOML: {exc}") from None
+    allowed = {"description", "warm_up", "variables", "scenarios", "known_failures"}
+    for key in raw:
+        if key not in allowed:
+            raise SpecError(f"facts file '{path}': unknown key '{key}'.{did_you_mean(key, allowed)} "
+                            f"Allowed: {', '.join(sorted(allowed))}")
+    warm_up = raw.get("warm_up", 0)
+    if not isinstance(warm_up, (int, float)) or isinstance(warm_up, bool) or warm_up < 0:
+        raise SpecError(f"facts file '{path}': warm_up must be a non-negative number of years; got {warm_up!r}")
+    variables = raw.get("variables", {})
+    for concept, name in variables.items():
+        if concept not in CONCEPTS:
+            raise SpecError(f"facts file '{path}': unknown concept '{concept}'.{did_you_mean(concept, CONCEPTS)} "
+                            f"Allowed: {', '.join(CONCEPTS)}")
+        if not isinstance(name, str):
+            raise SpecError(f"facts file '{path}': [variables] {concept} must be a variable name; got {name!r}")
+    crisis = {}
+    for scenario, table in raw.get("scenarios", {}).items():
+        window = table.get("crisis") if isinstance(table, dict) else None
+        if (not isinstance(window, list) or len(window) != 2
+                or not all(isinstance(v, (int, float)) for v in window) or window[0] >= window[1]):
+            raise SpecError(f"facts file '{path}': [scenarios.{scenario}] needs crisis = [start, end] with "
+                            f"start < end; got {window!r}")
+        crisis[scenario] = (float(window[0]), float(window[1]))
+    known = {}
+    names = set(data_facts())
+    for scenario, table in raw.get("known_failures", {}).items():
+        if not isinstance(table, dict):
+            raise SpecError(f"facts file '{path}': [known_failures.{scenario}] must be a table of fact = \"reason\"")
+        for fact, reason in table.items():
+            if fact not in names:
+                raise SpecError(f"facts file '{path}': [known_failures.{scenario}] names unknown fact '{fact}'."
+                                f"{did_you_mean(fact, names)} Allowed: {', '.join(sorted(names))}")
+            if not isinstance(reason, str) or not reason.strip():
+                raise SpecError(f"facts file '{path}': [known_failures.{scenario}] {fact} needs the evidence, "
+                                "a non-empty string")
+        known[scenario] = dict(table)
+    return FactsSpec(path, str(raw.get("description", "")), float(warm_up), dict(variables), crisis, known)
+
+
+def _series(ds: xr.Dataset, name: str) -> xr.DataArray:
+    if name not in ds:
+        name = "_".join(name.lower().split())  # a Vensim name, as PySD spells it in Python
+    if name not in ds:
+        raise SpecError(f"the run has no variable '{name}'.{did_you_mean(name, list(ds.data_vars))}")
+    return ds[name]
+
+
+def measure(ds: xr.Dataset, spec: FactsSpec, scenario: str | None = None,
+            facts: Mapping[str, Fact] | None = None) -> list[FactResult]:
+    """Measure every fact on one run (a Dataset without a ``scenario`` dimension).
+
+    Time before ``warm_up`` is left out. In a scenario with a crisis window, ranges are
+    judged against the crisis bounds (historical extremes) and every other statistic on
+    the time outside the window; a statistic that needs a continuous series (cycle
+    length, growth, volatility) uses the longest stretch outside it.
+    """
+    facts = dict(facts or data_facts())
+    names = {concept: name for concept, name in spec.variables.items()}
+    time = ds["time"].values.astype(float)
+    keep = time >= time[0] + spec.warm_up
+    window = spec.crisis.get(scenario) if scenario else None
+    results = []
+    for fact in facts.values():
+        if not all(c in names for c in fact.concepts):
+            results.append(FactResult(fact, None, None, fact.band))
+            continue
+        series = [_series(ds, names[c]).values.astype(float) for c in fact.concepts]
+        ranged = fact.measure in (value_range,)
+        band = fact.band
+        mask = keep.copy()
+        if window is not None:
+            inside = (time >= window[0]) & (time <= window[1])
+            if ranged or fact.measure is growth_range:
+                # The whole run, judged against the crisis bounds inside the window and the
+                # ordinary bounds outside it: both must hold.
+                outside_value = fact.measure(time[mask & ~inside], *[s[mask & ~inside] for s in series])
+                inside_value = fact.measure(time[mask & inside], *[s[mask & inside] for s in series])
+                crisis_band = fact.crisis_band or fact.band
+                passed = fact.within(outside_value) and fact.within(inside_value, crisis_band)
+                value = (min(outside_value[0], inside_value[0]), max(outside_value[1], inside_value[1]))
+                results.append(FactResult(fact, value, passed, (band[0], band[1])))
+                continue
+            mask = _longest_stretch(mask & ~inside)
+        value = fact.measure(time[mask], *[s[mask] for s in series])
+        results.append(FactResult(fact, value, fact.within(value, band), band))
+    return results
+
+
+def _longest_stretch(mask: np.ndarray) -> np.ndarray:
+    """The longest run of True in a boolean array, as a mask."""
+    best = (0, 0)
+    start = None
+    for i, flag in enumerate(np.append(mask, False)):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    out = np.zeros_like(mask)
+    out[best[0]:best[1]] = True
+    return out
+
+
+def judge(ds: xr.Dataset, spec: FactsSpec) -> dict[str, list[FactResult]]:
+    """Every scenario of a (possibly stacked) run: scenario name -> its facts."""
+    if "scenario" in ds.dims:
+        return {str(s): measure(ds.sel(scenario=s), spec, str(s)) for s in ds["scenario"].values}
+    name = ds.attrs.get("scenario") or None
+    return {name or "run": measure(ds, spec, name)}
+
+
+def facts_table(results: Mapping[str, list[FactResult]], markdown: bool = False) -> list[str]:
+    """One row per fact: the data's value, the band, and each scenario's value with a mark."""
+    scenarios = list(results)
+    facts = [r.fact for r in next(iter(results.values()))]
+    header = ["fact", "data", "band", *scenarios]
+    rows = []
+    for i, fact in enumerate(facts):
+        cells = [fact.name, format_value(fact.data_value), format_value(fact.band)]
+        for scenario in scenarios:
+            r = results[scenario][i]
+            mark = "" if r.passed is None else (" ok" if r.passed else " FAIL")
+            cells.append(r.text() + mark)
+        rows.append(cells)
+    if markdown:
+        # A README table: the source of each target too.
+        header = [*header[:3], "source", *header[3:]]
+        rows = [[*row[:3], fact.source, *row[3:]] for fact, row in zip(facts, rows)]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.strip() for c in row) + " |" for row in rows]
+        return lines
+    widths = [max(len(str(r[j])) for r in [header, *rows]) for j in range(len(header))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+
+
+def unexpected(results: Mapping[str, list[FactResult]], spec: FactsSpec) -> list[tuple[str, str, str]]:
+    """Facts that fail without being listed as known failures, and listed ones that now pass."""
+    out = []
+    for scenario, rows in results.items():
+        known = spec.known_failures.get(scenario, {})
+        for r in rows:
+            if r.passed is False and r.fact.name not in known:
+                out.append((scenario, r.fact.name, "fails"))
+            elif r.passed and r.fact.name in known:
+                out.append((scenario, r.fact.name, "now passes: take it off known_failures"))
+    return out
+
+
+def model_facts_path(model_path: str | Path) -> Path:
+    return Path(model_path).with_name("facts.toml")
+

@@ -1,0 +1,230 @@
+"""The stylized facts: their values computed from the shipped data against published
+numbers, the statistics on series with a known answer, facts files that are wrong, and
+``crisis facts`` from the command line."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from calibration.errors import SpecError
+from calibration.facts import (
+    cycle_length,
+    data_facts,
+    decline_frequency,
+    growth,
+    growth_range,
+    hp_volatility,
+    load_facts_spec,
+    measure,
+    unexpected,
+    value_range,
+)
+from pysd_runner.cli import main
+
+from ..conftest import FIXTURES, MODELS
+
+REFORMISM = MODELS / "reformism" / "reformism.mdl"
+POPULATION = FIXTURES / "population.mdl"
+
+# NBER business-cycle troughs 1960-2009 (https://www.nber.org/research/data/us-business-cycle-expansions-and-contractions).
+# Unemployment peaks at or a little after each trough.
+NBER_TROUGHS = [1961.1, 1970.9, 1975.2, 1980.5, 1982.9, 1991.2, 2001.9, 2009.5]
+
+
+# --------------------------------------------------------------------------- the data's facts
+
+@pytest.fixture(scope="module")
+def facts():
+    return data_facts()
+
+
+def test_every_fact_has_a_value_a_source_and_a_band_around_it(facts):
+    assert set(facts) == {"cycle_length", "unemployment_range", "output_declines", "growth",
+                          "profit_rate_volatility", "investment_share_range", "real_wage_growth_range",
+                          "private_debt_range", "public_debt_range"}
+    for fact in facts.values():
+        assert fact.source and fact.description
+        assert fact.within(fact.data_value), fact.name  # the data meet their own band
+
+
+def test_recessions_found_in_the_data_are_the_nber_recessions():
+    from calibration.data import load_series
+    from calibration.facts import RECESSION_PROMINENCE
+    from scipy.signal import find_peaks
+
+    u = load_series("us.q.unemployment_rate")
+    peaks, _ = find_peaks(u.values, prominence=RECESSION_PROMINENCE)
+    times = u["time"].values[peaks]
+    # Each unemployment peak lies within a quarter or two before and two years after an NBER trough...
+    for t in times:
+        assert any(-0.5 <= t - trough <= 2.0 for trough in NBER_TROUGHS), t
+    # ... and all but the 1980 recession (its unemployment peak merges with 1982's) are found.
+    assert len(times) >= len(NBER_TROUGHS) - 2
+
+
+def test_data_values_match_published_numbers(facts):
+    # PWT 10 US real GDP growth 1950-2019: about 3.1% a year (BEA: 3.2% for 1950-2019).
+    assert facts["growth"].data_value == pytest.approx(0.031, abs=0.002)
+    # BLS unemployment 1948-2019: lowest 2.9% (1953), highest 9.7% (1982) in annual averages.
+    low, high = facts["unemployment_range"].data_value
+    assert low == pytest.approx(0.029, abs=0.002) and high == pytest.approx(0.097, abs=0.002)
+    # Real GDP fell in 1954, 1958, 1974, 1975, 1980, 1982, 1991, 2009 (BEA annual): 8-9 of 69 years.
+    assert facts["output_declines"].data_value == pytest.approx(9 / 69, abs=0.02)
+    # Federal debt held by the public: about 0.31 of GDP at its 1974 low, about 1.06 in the 1940s-50s
+    # start of the window or in 2019 terms of gross debt.
+    low, high = facts["public_debt_range"].data_value
+    assert 0.2 < low < 0.4 and 0.8 < high < 1.2
+    # Postwar mean expansion plus contraction is 5-7 years (NBER); peak to peak of unemployment
+    # the mean interval is longer because 1980 and 1982 merge.
+    assert 5.0 < facts["cycle_length"].data_value < 10.0
+    assert 0.01 < facts["profit_rate_volatility"].data_value < 0.04
+
+
+# --------------------------------------------------------------------------- the statistics
+
+YEARS = np.arange(0.0, 80.0, 0.25)
+
+
+def test_cycle_length_of_a_cycle_with_a_known_period():
+    u = 0.06 + 0.02 * np.sin(2 * np.pi * YEARS / 7.0)
+    assert cycle_length(YEARS, u) == pytest.approx(7.0, abs=0.05)
+
+
+def test_cycle_length_ignores_wiggles_smaller_than_a_recession():
+    u = 0.06 + 0.002 * np.sin(2 * np.pi * YEARS / 3.0)
+    assert math.isinf(cycle_length(YEARS, u))
+
+
+def test_growth_and_declines_of_known_series():
+    y = 100 * np.exp(0.03 * YEARS)
+    assert growth(YEARS, y) == pytest.approx(0.03, rel=1e-3)
+    assert decline_frequency(YEARS, y) == 0.0
+    lo, hi = growth_range(YEARS, y)
+    assert lo == pytest.approx(0.03, rel=1e-6) and hi == pytest.approx(lo, rel=1e-9)  # log growth
+    # Growth with one year in eight of 2% decline.
+    years = np.arange(0.0, 81.0)
+    rates = np.where(np.arange(80) % 8 == 7, -0.02, 0.04)
+    y = 100 * np.concatenate([[1.0], np.cumprod(1 + rates)])
+    assert decline_frequency(years, y) == pytest.approx(1 / 8)
+
+
+def test_hp_volatility_of_a_trend_with_a_cycle():
+    years = np.arange(0.0, 80.0)
+    flat = np.full_like(years, 0.1)
+    assert hp_volatility(years, flat) == pytest.approx(0.0, abs=1e-12)
+    cycle = 0.1 * (1 + 0.03 * np.sin(2 * np.pi * years / 7.0))
+    # The HP filter (lambda 100) leaves a 7-year cycle almost whole: sd of a sine is amplitude/sqrt 2.
+    assert hp_volatility(years, cycle) == pytest.approx(0.03 / math.sqrt(2), rel=0.15)
+
+
+def test_value_range_uses_the_whole_series():
+    assert value_range(YEARS, np.sin(YEARS)) == pytest.approx((-1.0, 1.0), abs=1e-3)
+
+
+# --------------------------------------------------------------------------- measuring a run
+
+def _run(unemployment, output=None):
+    time = YEARS
+    data = {"unemployment_rate": ("time", unemployment)}
+    if output is not None:
+        data["output"] = ("time", output)
+    return xr.Dataset(data, coords={"time": time})
+
+
+def _spec(tmp_path, text):
+    path = tmp_path / "facts.toml"
+    path.write_text(text)
+    return load_facts_spec(path)
+
+
+def test_facts_without_a_variable_are_not_applicable_never_passed(tmp_path):
+    spec = _spec(tmp_path, '[variables]\nunemployment_rate = "unemployment rate"\n')
+    results = {r.fact.name: r for r in measure(_run(0.06 + 0.02 * np.sin(YEARS)), spec)}
+    assert results["growth"].passed is None and results["growth"].text() == "n/a"
+    assert results["unemployment_range"].passed is True
+
+
+def test_crisis_window_is_judged_against_historical_extremes(tmp_path):
+    u = np.full_like(YEARS, 0.06)
+    u[(YEARS >= 45) & (YEARS <= 50)] = 0.2  # a depression inside the window
+    spec = _spec(tmp_path, 'warm_up = 10\n[variables]\nunemployment_rate = "unemployment_rate"\n'
+                           '[scenarios.shock]\ncrisis = [45, 60]\n')
+    inside = {r.fact.name: r for r in measure(_run(u), spec, "shock")}
+    assert inside["unemployment_range"].passed is True  # 20% is within the Depression's 25%
+    ordinary = {r.fact.name: r for r in measure(_run(u), spec, "other")}
+    assert ordinary["unemployment_range"].passed is False
+    u[(YEARS >= 45) & (YEARS <= 50)] = 0.3  # worse than the Great Depression
+    assert {r.fact.name: r for r in measure(_run(u), spec, "shock")}["unemployment_range"].passed is False
+    u[(YEARS >= 45) & (YEARS <= 50)] = 0.06
+    u[YEARS == 70] = 0.2  # outside the window the ordinary band holds
+    assert {r.fact.name: r for r in measure(_run(u), spec, "shock")}["unemployment_range"].passed is False
+
+
+def test_warm_up_is_left_out(tmp_path):
+    u = np.full_like(YEARS, 0.06)
+    u[YEARS < 10] = 0.5
+    spec = _spec(tmp_path, 'warm_up = 10\n[variables]\nunemployment_rate = "unemployment_rate"\n')
+    assert {r.fact.name: r for r in measure(_run(u), spec)}["unemployment_range"].value == (0.06, 0.06)
+
+
+def test_known_failures_are_a_ratchet(tmp_path):
+    spec = _spec(tmp_path, '[variables]\nunemployment_rate = "unemployment_rate"\n'
+                           '[known_failures.run]\nunemployment_range = "slumps too deep"\n')
+    deep = {"run": measure(_run(0.06 + 0.1 * np.sin(YEARS)), spec)}
+    assert unexpected(deep, spec) == []
+    fine = {"run": measure(_run(0.06 + 0.02 * np.sin(YEARS)), spec)}
+    assert unexpected(fine, spec) == [("run", "unemployment_range", "now passes: take it off known_failures")]
+    bare = _spec(tmp_path, '[variables]\nunemployment_rate = "unemployment_rate"\n')
+    assert unexpected(deep, bare) == [("run", "unemployment_range", "fails")]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("warm_up = -1\n", "warm_up must be a non-negative number"),
+    ("warmup = 10\n", "unknown key 'warmup'. Did you mean 'warm_up'?"),
+    ('[variables]\nunemployment = "u"\n', "unknown concept 'unemployment'"),
+    ("[variables]\noutput = 3\n", "[variables] output must be a variable name"),
+    ("[scenarios.s]\ncrisis = [60, 45]\n", "needs crisis = [start, end] with start < end"),
+    ('[known_failures.s]\ngrowht = "x"\n', "names unknown fact 'growht'. Did you mean 'growth'?"),
+    ('[known_failures.s]\ngrowth = ""\n', "growth needs the evidence"),
+    ("warm_up = [\n", "is not valid TOML"),
+])
+def test_bad_facts_files_are_named_with_what_is_allowed(tmp_path, text, fragment):
+    with pytest.raises(SpecError) as info:
+        _spec(tmp_path, text)
+    assert fragment in str(info.value) and "facts.toml" in str(info.value)
+
+
+# --------------------------------------------------------------------------- the command
+
+def test_facts_command_prints_the_table_and_fails_on_an_unlisted_failure(tmp_path):
+    # A population that dies out: its "output" falls every year and shrinks 10% a year.
+    spec = tmp_path / "facts.toml"
+    spec.write_text('[variables]\noutput = "population"\n')
+    result = CliRunner().invoke(main, ["facts", str(POPULATION), "--facts", str(spec), "--markdown"])
+    assert result.exit_code == 1, result.output
+    assert "| output_declines | 0.13 | 0.05 to 0.25 | PWT 10 rgdpna, US 1950-2019 | 1 FAIL |" in result.output
+    assert "| unemployment_range | 0.0292 to 0.0971 | 0.02 to 0.12 | US unemployment 1948-2019 (BLS in the catalogue) | n/a |" in result.output
+    assert "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == ("Error: 2 fact(s) fail that facts.toml does not list "
+                                                      "under [known_failures]")
+    # Listed with their evidence, the same failures are expected and the command succeeds.
+    spec.write_text(spec.read_text() + '[known_failures.run]\noutput_declines = "dies out"\n'
+                                       'growth = "dies out"\n')
+    result = CliRunner().invoke(main, ["facts", str(POPULATION), "--facts", str(spec)])
+    assert result.exit_code == 0, result.output
+
+
+def test_shipped_facts_file_holds_for_the_reformism_baseline():
+    result = CliRunner().invoke(main, ["facts", str(REFORMISM), "-s", "baseline"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].split() == ["fact", "data", "band", "baseline"]
+
+
+def test_facts_command_names_a_missing_facts_file(tmp_path):
+    result = CliRunner().invoke(main, ["facts", str(REFORMISM), "--facts", str(tmp_path / "none.toml")])
+    assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output

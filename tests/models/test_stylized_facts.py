@@ -1,0 +1,57 @@
+"""Behaviour reproduction (Sterman, Business Dynamics ch. 21): every shipped model with a
+``facts.toml`` is run in all its scenarios and judged against the stylized facts of the
+postwar US economy (calibration/facts.py), with targets computed from the shipped data.
+
+``[known_failures]`` in each facts file is a ratchet: an unlisted failure fails here, and
+so does a listed one that has started to pass. The model README's table of facts is the
+output of ``crisis facts MODEL --markdown`` and must match the model as shipped.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from calibration.facts import facts_table, judge, load_facts_spec, unexpected
+from pysd_runner import compile_model, list_scenarios, run_scenarios, scenarios_on_one_axis
+
+from ..conftest import MODELS
+
+FACT_MODELS = sorted(p.parent.name for p in MODELS.glob("*/facts.toml"))
+
+
+@pytest.fixture(scope="module", params=FACT_MODELS)
+def judged(request):
+    folder = MODELS / request.param
+    model = compile_model(next(folder.glob("*.mdl")))
+    spec = load_facts_spec(folder / "facts.toml")
+    names, _ = scenarios_on_one_axis(model, list_scenarios(model), {})
+    variables = sorted({model.resolve(v).py_name for v in spec.variables.values()})
+    return folder, spec, judge(run_scenarios(model, names, variables=variables), spec)
+
+
+def test_a_model_with_a_cycle_has_a_facts_file():
+    assert "reformism" in FACT_MODELS
+
+
+def test_every_fact_holds_or_is_a_known_failure_with_its_evidence(judged):
+    _, spec, results = judged
+    assert unexpected(results, spec) == []
+    for scenario, known in spec.known_failures.items():
+        assert scenario in results, f"[known_failures.{scenario}] names a scenario the model does not run"
+
+
+def test_every_scenario_is_judged_on_every_fact_the_model_has_a_variable_for(judged):
+    _, spec, results = judged
+    for scenario, rows in results.items():
+        for r in rows:
+            applicable = all(c in spec.variables for c in r.fact.concepts)
+            assert (r.passed is not None) == applicable, (scenario, r.fact.name)
+
+
+def test_model_readme_holds_the_current_table_of_facts(judged):
+    folder, _, results = judged
+    readme = (folder / "README.md").read_text()
+    missing = [line for line in facts_table(results, markdown=True) if line not in readme]
+    assert not missing, ("the README's table of facts is out of date; paste the output of "
+                         f"`crisis facts {folder.relative_to(MODELS.parent)}/{folder.name}.mdl --markdown`:\n"
+                         + "\n".join(missing))
