@@ -317,8 +317,17 @@ def ensemble_command(model, params_text, n, seed, scenario, sets, final_time, ti
         chunk_size=chunk_size, progress=True, max_memory=max_memory,
     )
     written = save(dataset, output)
-    click.echo(f"{dataset.attrs['n_members']} members ({dataset.attrs['n_ok']} finite), engine "
+    plausible = ""
+    if "n_plausible" in dataset.attrs:
+        plausible = f", {dataset.attrs['n_plausible']} within the plausible ranges of plausible.toml"
+    click.echo(f"{dataset.attrs['n_members']} members ({dataset.attrs['n_ok']} finite{plausible}), engine "
                f"{dataset.attrs['engine']}, varied: {', '.join(samples.columns)}")
+    if "n_plausible" in dataset.attrs:
+        import numpy as np
+
+        texts = [str(t) for t in dataset["implausible"].values if str(t)]
+        if texts:
+            click.echo(f"First exit of member {int(np.flatnonzero(~dataset['plausible'].values)[0])}: {texts[0]}")
     click.echo(f"Wrote {written}")
 
 

@@ -27,6 +27,7 @@ import xarray as xr
 
 from .compiler import CompiledModel, compile_model, control_inputs
 from .errors import CrisisError, ParameterError, SimulationError, stderr_is_terminal
+from .plausible import exit_text, first_exits, load_plausible
 from .runner import (
     _check_seed,
     _element_in_traceback,
@@ -532,6 +533,9 @@ def run_ensemble(
             "settings (final_time, time_step, saveper)"
         )
     outputs = [e.py_name for e in _output_elements(model, variables)]
+    ranges = load_plausible(model)
+    asked = set(outputs)
+    outputs += [r.py_name for r in ranges if r.py_name not in asked]
     check_memory(settings, output_cells(model, outputs), n, max_memory, what=f"the ensemble of {n:,} members")
     seed = _check_seed(seed)
     seeds = None
@@ -565,16 +569,40 @@ def run_ensemble(
                 warnings.warn(f"model '{model.source.name}': {note}", VectorisationWarning, stacklevel=2)
     times = results[0].times
     dataset = _assemble(model, members, results, times, outputs)
+    if ranges:
+        dataset = _plausibility(dataset, ranges, asked)
     attrs = _provenance(model, fixed, scen, seed, settings)
     modes = sorted({r.mode for r in results})
     attrs.update({
         "engine": ",".join(modes),
         "n_members": n,
         "n_ok": int(dataset["ok"].sum()),
+        **({"n_plausible": int(dataset["plausible"].sum())} if ranges else {}),
         "varied": json.dumps(list(members)),
     })
     dataset.attrs = attrs
     return dataset
+
+
+def _plausibility(dataset: xr.Dataset, ranges, asked) -> xr.Dataset:
+    """``plausible(run)``: the member stayed within every range of the model's plausible.toml
+    (non-finite members are reported by ``ok``, not here); ``implausible(run)``: the first
+    exit, variable, time and value ("" for plausible members)."""
+    n = dataset.sizes["run"]
+    first = np.full(n, np.inf)
+    text = np.array([""] * n, dtype=object)
+    times = dataset["time"].values
+    for r in ranges:
+        when, value = first_exits(times, dataset[r.py_name].values, r)
+        for i in np.flatnonzero(~np.isnan(when) & (when < first)):
+            first[i] = when[i]
+            text[i] = exit_text(r, when[i], value[i])
+    plausible = np.isinf(first)
+    dataset["plausible"] = xr.Variable("run", plausible, {
+        "long_name": "member stayed within the plausible ranges of plausible.toml", "units": "",
+        "ranges": json.dumps({r.name: [r.low, r.high] for r in ranges})})
+    dataset["implausible"] = xr.Variable("run", text.astype(str), {"long_name": "first exit from a plausible range"})
+    return dataset.drop_vars([r.py_name for r in ranges if r.py_name not in asked])
 
 
 def _assemble(model: CompiledModel, members, results, times, outputs) -> xr.Dataset:

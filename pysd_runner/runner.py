@@ -20,8 +20,9 @@ import xarray as xr
 from .compiler import CompiledModel, Element, compile_model, control_values
 from .errors import ParameterError, ScenarioError, SimulationError, stderr_is_terminal
 from .scenarios import Scenario, load_scenario
+from .plausible import ImplausibleWarning, exit_text, first_exits, load_plausible, plausible_path
 
-__all__ = ["run", "run_scenarios", "NonFiniteWarning", "LargeRunWarning"]
+__all__ = ["run", "run_scenarios", "NonFiniteWarning", "LargeRunWarning", "ImplausibleWarning"]
 
 SETTABLE = ("constant",)
 #: Seconds a run must last before its progress bar appears (short runs stay quiet).
@@ -280,6 +281,17 @@ def _check_seed(seed: Any) -> int | None:
 
 # --------------------------------------------------------------------------- the run
 
+def _plausibility(dataset: xr.Dataset, ranges) -> list[dict]:
+    """Each plausible range a single run leaves: variable, first time and the value there."""
+    exits = []
+    for r in ranges:
+        first_time, first_value = first_exits(dataset["time"].values, dataset[r.py_name].values[None, ...], r)
+        if not np.isnan(first_time[0]):
+            exits.append({"variable": r.name, "time": float(first_time[0]), "value": float(first_value[0]),
+                          "range": [r.low, r.high]})
+    return exits
+
+
 def _output_elements(model: CompiledModel, variables: Sequence[str] | str | None) -> list[Element]:
     if variables is None:
         return [e for e in model.elements.values() if e.kind not in ("constant", "lookup", "data")]
@@ -407,6 +419,10 @@ def run(
     merged = _merged_params(model, scen, params, check_ranges)
     settings = _time_settings(model, scen, merged, final_time=final_time, time_step=time_step, saveper=saveper)
     outputs = _output_elements(model, variables)
+    ranges = load_plausible(model)
+    asked = {e.py_name for e in outputs}
+    outputs += [model.elements[r.py_name] for r in ranges if r.py_name not in asked
+                and model.elements[r.py_name] not in outputs]
     check_memory(settings, output_cells(model, outputs), 1, max_memory)
     seed = _check_seed(seed)
     knocked = None
@@ -444,6 +460,15 @@ def run(
     dataset = _to_dataset(model, times, columns, outputs)
     dataset.attrs.update(_provenance(model, merged, scen, seed, settings))
     dataset.attrs["engine"] = "compiled" if compiled is not None else "pysd"
+    if ranges:
+        exits = _plausibility(dataset, ranges)
+        dataset.attrs["implausible"] = json.dumps(exits)
+        if exits:
+            listed = "; ".join(exit_text(r, e["time"], e["value"]) for r, e in
+                               ((next(r for r in ranges if r.name == e["variable"]), e) for e in exits))
+            warnings.warn(f"model '{model.source.name}' left its plausible ranges ({plausible_path(model).name}): "
+                          f"{listed}", ImplausibleWarning, stacklevel=2)
+        dataset = dataset.drop_vars([r.py_name for r in ranges if r.py_name not in asked and r.py_name in dataset])
     if knocked is not None:
         dataset.attrs["knockout"] = json.dumps(knocked.describe())
     return dataset
@@ -789,6 +814,14 @@ def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwarg
     if bad.size:
         return None  # let the scalar runs report the first non-finite time and variable
     names = [s.name for s in scenarios]
+    exits = {}
+    if "plausible" in ensemble:
+        exits = {name: str(text) for name, text, fine in
+                 zip(names, ensemble["implausible"].values, ensemble["plausible"].values) if not fine}
+        for name, text in exits.items():
+            warnings.warn(f"scenario '{name}' of model '{model.source.name}' left its plausible ranges "
+                          f"({plausible_path(model).name}): {text}", ImplausibleWarning, stacklevel=3)
+        ensemble = ensemble.drop_vars(["plausible", "implausible"])
     data = ensemble.drop_vars(["ok", *samples]).rename({"run": "scenario"})
     data = data.assign_coords(
         scenario=("scenario", np.asarray(names, dtype=str), {"long_name": "Scenario"}),
@@ -799,5 +832,7 @@ def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwarg
     attrs["scenario_description"] = ""
     attrs["params"] = json.dumps({n: json.loads(_params_json(v)) for n, v in zip(names, per_scenario)}, sort_keys=True)
     attrs["engine"] = ensemble.attrs["engine"]
+    if "n_plausible" in ensemble.attrs:
+        attrs["implausible"] = json.dumps(exits)
     data.attrs = attrs
     return data.transpose("scenario", "time", ...)

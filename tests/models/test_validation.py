@@ -120,6 +120,46 @@ def test_latin_hypercube_over_all_ranges(case):
         assert share >= config["min_finite_share"], report
 
 
+# Known plausibility gaps over the hypercube: model -> why. Strict expected failures, so the
+# gap stays visible and an XPASS flags when it has closed.
+KNOWN_PLAUSIBILITY_GAPS = {
+    "reformism": (
+        "only 55 of 2,000 members (2.75%) stay within plausible.toml: public debt passes 3 years of "
+        "output in 1,497 (within about 5 years, the deficit is not closed at range extremes), the wage "
+        "share passes 1 in 318 and firms' debt leaves [-1, 5] in 130 (issue 'Empirical adequacy, part 1')"
+    ),
+}
+
+
+def _plausibility_cases():
+    cases = []
+    for name in sorted(MODELS_UNDER_TEST):
+        if not (MODELS / name / "plausible.toml").exists():
+            continue
+        reason = KNOWN_PLAUSIBILITY_GAPS.get(name)
+        marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+        cases.append(pytest.param(name, marks=marks, id=name))
+    return cases
+
+
+@pytest.mark.parametrize("name", _plausibility_cases())
+def test_latin_hypercube_stays_within_plausible_ranges(name):
+    # Finite is not plausible: at least 99% of the hypercube's members stay within every
+    # range the model folder declares (plausible.toml), not only finite.
+    model = compile_model(MODELS / name / f"{name}.mdl")
+    samples = sample(model, method="lhs", n=2000, seed=2026)
+    ensemble = run_ensemble(model, samples, scenario=MODELS_UNDER_TEST[name]["scenario"],
+                            variables=MODELS_UNDER_TEST[name]["key"][:1])
+    plausible = ensemble["plausible"].values
+    # Which variable each implausible member left first ("public debt ratio 3.2 at time 3 ...").
+    exits = pd.Series([str(t).split(" at time ")[0].rsplit(" ", 1)[0]
+                       for t in ensemble["implausible"].values[~plausible]]).value_counts().to_dict()
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / f"validation_{name}_plausible.json").write_text(json.dumps(
+        {"model": name, "members": int(plausible.size), "plausible": int(plausible.sum()), "first_exits": exits}, indent=1))
+    assert plausible.mean() >= 0.99, (int(plausible.sum()), exits)
+
+
 def _time_step_cases():
     cases = []
     for name in sorted(MODELS_UNDER_TEST):

@@ -1,0 +1,127 @@
+"""Plausible ranges: finite is not the same as believable.
+
+A model folder may declare, in ``plausible.toml`` beside the model file, the range its key
+variables can take in any economy worth reading (a share between 0 and 1, an employment
+rate below 1, a debt ratio of a few years of output)::
+
+    description = "..."
+    [ranges]
+    "wage share" = { range = [0, 1.2], why = "wages can exceed output only briefly, in a slump" }
+    "employment rate" = [0, 1]
+
+:func:`pysd_runner.run` warns (:class:`ImplausibleWarning`) and records in the
+``implausible`` attribute each variable that leaves its range, with the first time and the
+value; :func:`pysd_runner.run_ensemble` adds ``plausible(run)`` (true for members that
+stay within every range) and ``implausible(run)`` (what the first exit was) beside
+``ok(run)``, which keeps meaning "stayed finite", and counts them in ``n_plausible``.
+
+Examples
+--------
+>>> from pysd_runner import compile_model
+>>> from pysd_runner.plausible import load_plausible
+>>> ranges = load_plausible(compile_model("models/goodwin/goodwin.mdl"))
+>>> [(r.name, r.low, r.high) for r in ranges][:1]
+[('wage share', 0.0, 1.0)]
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ParameterError, did_you_mean
+
+__all__ = ["PlausibleRange", "ImplausibleWarning", "load_plausible", "plausible_path", "first_exits"]
+
+PLAUSIBLE_FILE = "plausible.toml"
+
+
+class ImplausibleWarning(UserWarning):
+    """A run left a plausible range its model folder declares (plausible.toml)."""
+
+
+@dataclass(frozen=True)
+class PlausibleRange:
+    name: str      # Vensim name
+    py_name: str
+    low: float
+    high: float
+    why: str = ""
+
+    def describe(self) -> str:
+        return f"{_fmt(self.low)} to {_fmt(self.high)}"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def plausible_path(model) -> Path:
+    return Path(model.source).with_name(PLAUSIBLE_FILE)
+
+
+def load_plausible(model, path: str | Path | None = None) -> list[PlausibleRange]:
+    """The plausible ranges declared beside ``model`` (none when there is no file)."""
+    path = Path(path) if path is not None else plausible_path(model)
+    if not path.exists():
+        return []
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ParameterError(f"plausible ranges '{path}' are not valid TOML: {exc}") from None
+    allowed = {"description", "ranges"}
+    for key in raw:
+        if key not in allowed:
+            raise ParameterError(f"plausible ranges '{path}': unknown key '{key}'.{did_you_mean(key, allowed)} "
+                                 f"Allowed: {', '.join(sorted(allowed))}")
+    out = []
+    for name, value in raw.get("ranges", {}).items():
+        why = ""
+        if isinstance(value, dict):
+            unknown = set(value) - {"range", "why"}
+            if unknown:
+                raise ParameterError(f"plausible ranges '{path}': '{name}' has unknown key(s) "
+                                     f"{', '.join(sorted(unknown))}; allowed: range, why")
+            why = str(value.get("why", ""))
+            value = value.get("range")
+        if (not isinstance(value, list) or len(value) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+                or not value[0] < value[1]):
+            raise ParameterError(f"plausible ranges '{path}': '{name}' needs [low, high] with low < high; "
+                                 f"got {value!r}")
+        try:
+            element = model.resolve(name)
+        except Exception as exc:  # an unknown name: the model's own message says which names exist
+            raise ParameterError(f"plausible ranges '{path}': {exc}") from None
+        out.append(PlausibleRange(element.name, element.py_name, float(value[0]), float(value[1]), why))
+    return out
+
+
+def first_exits(times: np.ndarray, values: np.ndarray, r: PlausibleRange) -> tuple[np.ndarray, np.ndarray]:
+    """For values shaped (members, times) (or (times,)): per member the first time outside
+    the range (NaN if none) and the value there. Non-finite values are not exits: the
+    ``ok`` flag already reports them."""
+    values = np.atleast_2d(np.asarray(values, dtype=float))
+    values = values.reshape(values.shape[0], values.shape[1], -1)
+    with np.errstate(invalid="ignore"):
+        outside = ((values < r.low) | (values > r.high)).any(axis=2)
+    hit = outside.any(axis=1)
+    index = np.argmax(outside, axis=1)
+    first_time = np.where(hit, np.asarray(times, dtype=float)[index], np.nan)
+    at = values[np.arange(values.shape[0]), index]  # (members, elements) at the first exit
+    first_value = np.array([_signed(at[i], r) if hit[i] else math.nan for i in range(len(hit))])
+    return first_time, first_value
+
+
+def _signed(row: np.ndarray, r: PlausibleRange) -> float:
+    """The element furthest outside the range (subscripted variables have several)."""
+    outside = row[(row < r.low) | (row > r.high)]
+    return float(outside[np.argmax(np.maximum(outside - r.high, r.low - outside))]) if outside.size else math.nan
+
+
+def exit_text(r: PlausibleRange, time: float, value: float) -> str:
+    return f"{r.name} {value:.4g} at time {time:g} (plausible {r.describe()})"
