@@ -226,8 +226,9 @@ def facts_command(model, scenarios, facts_path, markdown):
         for note in notes:
             click.echo(f"Note: {note}", err=True)
     variables = sorted({compiled.resolve(v).py_name for v in spec.variables.values()})
-    dataset = run_scenarios(compiled, names, variables=variables) if names else None
-    if dataset is None:
+    if names:
+        dataset = run_scenarios(compiled, names, variables=variables)
+    else:  # a model without scenarios: its defaults
         from pysd_runner import run
 
         dataset = run(compiled, variables=variables)

@@ -289,7 +289,9 @@ def load_facts_spec(path: str | Path) -> FactsSpec:
 
 def _series(ds: xr.Dataset, name: str) -> xr.DataArray:
     if name not in ds:
-        name = "_".join(name.lower().split())  # a Vensim name, as PySD spells it in Python
+        # A Vensim name: every variable of a run carries its Vensim name as long_name.
+        named = [v for v in ds.data_vars if ds[v].attrs.get("long_name") == name]
+        name = named[0] if named else "_".join(name.lower().split())
     if name not in ds:
         raise SpecError(f"the run has no variable '{name}'.{did_you_mean(name, list(ds.data_vars))}")
     return ds[name]

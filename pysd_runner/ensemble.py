@@ -27,7 +27,7 @@ import xarray as xr
 
 from .compiler import CompiledModel, compile_model, control_inputs
 from .errors import CrisisError, ParameterError, SimulationError, stderr_is_terminal
-from .plausible import exit_text, first_exits, load_plausible
+from .plausible import load_plausible, member_exits
 from .runner import (
     _check_seed,
     _element_in_traceback,
@@ -588,20 +588,13 @@ def _plausibility(dataset: xr.Dataset, ranges, asked) -> xr.Dataset:
     """``plausible(run)``: the member stayed within every range of the model's plausible.toml
     (non-finite members are reported by ``ok``, not here); ``implausible(run)``: the first
     exit, variable, time and value ("" for plausible members)."""
-    n = dataset.sizes["run"]
-    first = np.full(n, np.inf)
-    text = np.array([""] * n, dtype=object)
-    times = dataset["time"].values
-    for r in ranges:
-        when, value = first_exits(times, dataset[r.py_name].values, r)
-        for i in np.flatnonzero(~np.isnan(when) & (when < first)):
-            first[i] = when[i]
-            text[i] = exit_text(r, when[i], value[i])
-    plausible = np.isinf(first)
+    exits = member_exits(dataset["time"].values, {r.py_name: dataset[r.py_name].values for r in ranges}, ranges)
+    plausible = np.array([not e for e in exits], dtype=bool)
+    text = np.array([e[0]["text"] if e else "" for e in exits], dtype=str)
     dataset["plausible"] = xr.Variable("run", plausible, {
         "long_name": "member stayed within the plausible ranges of plausible.toml", "units": "",
         "ranges": json.dumps({r.name: [r.low, r.high] for r in ranges})})
-    dataset["implausible"] = xr.Variable("run", text.astype(str), {"long_name": "first exit from a plausible range"})
+    dataset["implausible"] = xr.Variable("run", text, {"long_name": "first exit from a plausible range"})
     return dataset.drop_vars([r.py_name for r in ranges if r.py_name not in asked])
 
 

@@ -26,7 +26,6 @@ Examples
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 
 from .errors import ParameterError, did_you_mean
 
-__all__ = ["PlausibleRange", "ImplausibleWarning", "load_plausible", "plausible_path", "first_exits"]
+__all__ = ["PlausibleRange", "ImplausibleWarning", "load_plausible", "plausible_path", "first_exits", "member_exits"]
 
 PLAUSIBLE_FILE = "plausible.toml"
 
@@ -65,10 +64,26 @@ def plausible_path(model) -> Path:
 
 
 def load_plausible(model, path: str | Path | None = None) -> list[PlausibleRange]:
-    """The plausible ranges declared beside ``model`` (none when there is no file)."""
+    """The plausible ranges declared beside ``model`` (none when there is no file).
+
+    Read once per file version and model: every run and ensemble asks, so loops of runs
+    (fits, grids) do not reread and re-resolve the file."""
     path = Path(path) if path is not None else plausible_path(model)
-    if not path.exists():
+    try:
+        info = path.stat()
+        stamp = (info.st_mtime_ns, info.st_size)
+    except FileNotFoundError:
         return []
+    key = (str(path), stamp, str(model.source), getattr(model, "sha256", None))
+    if key not in _LOADED:
+        _LOADED[key] = _read(model, path)
+    return list(_LOADED[key])
+
+
+_LOADED: dict[tuple, tuple[PlausibleRange, ...]] = {}
+
+
+def _read(model, path: Path) -> tuple[PlausibleRange, ...]:
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -98,29 +113,42 @@ def load_plausible(model, path: str | Path | None = None) -> list[PlausibleRange
         except Exception as exc:  # an unknown name: the model's own message says which names exist
             raise ParameterError(f"plausible ranges '{path}': {exc}") from None
         out.append(PlausibleRange(element.name, element.py_name, float(value[0]), float(value[1]), why))
-    return out
+    return tuple(out)
 
 
 def first_exits(times: np.ndarray, values: np.ndarray, r: PlausibleRange) -> tuple[np.ndarray, np.ndarray]:
-    """For values shaped (members, times) (or (times,)): per member the first time outside
-    the range (NaN if none) and the value there. Non-finite values are not exits: the
-    ``ok`` flag already reports them."""
-    values = np.atleast_2d(np.asarray(values, dtype=float))
+    """For values shaped (members, times, ...): per member the first time outside the range
+    (NaN if none) and the value there (for a subscripted variable, the element furthest
+    outside). Non-finite values are not exits: the ``ok`` flag already reports them."""
+    values = np.asarray(values, dtype=float)
     values = values.reshape(values.shape[0], values.shape[1], -1)
     with np.errstate(invalid="ignore"):
-        outside = ((values < r.low) | (values > r.high)).any(axis=2)
-    hit = outside.any(axis=1)
-    index = np.argmax(outside, axis=1)
+        distance = np.maximum(values - r.high, r.low - values)  # > 0 outside the range
+        outside = distance > 0
+    by_time = outside.any(axis=2)
+    hit = by_time.any(axis=1)
+    rows = np.arange(values.shape[0])
+    index = np.argmax(by_time, axis=1)
     first_time = np.where(hit, np.asarray(times, dtype=float)[index], np.nan)
-    at = values[np.arange(values.shape[0]), index]  # (members, elements) at the first exit
-    first_value = np.array([_signed(at[i], r) if hit[i] else math.nan for i in range(len(hit))])
+    at = distance[rows, index]  # (members, elements) at the first exit
+    worst = np.argmax(np.where(at > 0, at, -np.inf), axis=1)
+    first_value = np.where(hit, values[rows, index, worst], np.nan)
     return first_time, first_value
 
 
-def _signed(row: np.ndarray, r: PlausibleRange) -> float:
-    """The element furthest outside the range (subscripted variables have several)."""
-    outside = row[(row < r.low) | (row > r.high)]
-    return float(outside[np.argmax(np.maximum(outside - r.high, r.low - outside))]) if outside.size else math.nan
+def member_exits(times: np.ndarray, arrays, ranges) -> list[list[dict]]:
+    """Per member, every range it leaves, earliest first: variable, time, value, range and
+    a one-line text. ``arrays`` maps each range's Python name to (members, times, ...)."""
+    found = [(r, *first_exits(times, arrays[r.py_name], r)) for r in ranges]
+    n = len(found[0][1]) if found else 0
+    out: list[list[dict]] = [[] for _ in range(n)]
+    for r, when, value in found:
+        for i in np.flatnonzero(~np.isnan(when)):
+            out[i].append({"variable": r.name, "time": float(when[i]), "value": float(value[i]),
+                           "range": [r.low, r.high], "text": exit_text(r, when[i], value[i])})
+    for exits in out:
+        exits.sort(key=lambda e: e["time"])
+    return out
 
 
 def exit_text(r: PlausibleRange, time: float, value: float) -> str:

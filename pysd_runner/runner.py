@@ -20,7 +20,7 @@ import xarray as xr
 from .compiler import CompiledModel, Element, compile_model, control_values
 from .errors import ParameterError, ScenarioError, SimulationError, stderr_is_terminal
 from .scenarios import Scenario, load_scenario
-from .plausible import ImplausibleWarning, exit_text, first_exits, load_plausible, plausible_path
+from .plausible import ImplausibleWarning, load_plausible, member_exits, plausible_path
 
 __all__ = ["run", "run_scenarios", "NonFiniteWarning", "LargeRunWarning", "ImplausibleWarning"]
 
@@ -281,17 +281,6 @@ def _check_seed(seed: Any) -> int | None:
 
 # --------------------------------------------------------------------------- the run
 
-def _plausibility(dataset: xr.Dataset, ranges) -> list[dict]:
-    """Each plausible range a single run leaves: variable, first time and the value there."""
-    exits = []
-    for r in ranges:
-        first_time, first_value = first_exits(dataset["time"].values, dataset[r.py_name].values[None, ...], r)
-        if not np.isnan(first_time[0]):
-            exits.append({"variable": r.name, "time": float(first_time[0]), "value": float(first_value[0]),
-                          "range": [r.low, r.high]})
-    return exits
-
-
 def _output_elements(model: CompiledModel, variables: Sequence[str] | str | None) -> list[Element]:
     if variables is None:
         return [e for e in model.elements.values() if e.kind not in ("constant", "lookup", "data")]
@@ -421,8 +410,7 @@ def run(
     outputs = _output_elements(model, variables)
     ranges = load_plausible(model)
     asked = {e.py_name for e in outputs}
-    outputs += [model.elements[r.py_name] for r in ranges if r.py_name not in asked
-                and model.elements[r.py_name] not in outputs]
+    outputs += [model.elements[r.py_name] for r in ranges if r.py_name not in asked]
     check_memory(settings, output_cells(model, outputs), 1, max_memory)
     seed = _check_seed(seed)
     knocked = None
@@ -461,14 +449,13 @@ def run(
     dataset.attrs.update(_provenance(model, merged, scen, seed, settings))
     dataset.attrs["engine"] = "compiled" if compiled is not None else "pysd"
     if ranges:
-        exits = _plausibility(dataset, ranges)
-        dataset.attrs["implausible"] = json.dumps(exits)
+        exits = member_exits(dataset["time"].values, {r.py_name: dataset[r.py_name].values[None, ...]
+                                                      for r in ranges}, ranges)[0]
         if exits:
-            listed = "; ".join(exit_text(r, e["time"], e["value"]) for r, e in
-                               ((next(r for r in ranges if r.name == e["variable"]), e) for e in exits))
             warnings.warn(f"model '{model.source.name}' left its plausible ranges ({plausible_path(model).name}): "
-                          f"{listed}", ImplausibleWarning, stacklevel=2)
-        dataset = dataset.drop_vars([r.py_name for r in ranges if r.py_name not in asked and r.py_name in dataset])
+                          + "; ".join(e["text"] for e in exits), ImplausibleWarning, stacklevel=2)
+        dataset.attrs["implausible"] = json.dumps([{k: v for k, v in e.items() if k != "text"} for e in exits])
+        dataset = dataset.drop_vars([r.py_name for r in ranges if r.py_name not in asked])
     if knocked is not None:
         dataset.attrs["knockout"] = json.dumps(knocked.describe())
     return dataset

@@ -99,3 +99,22 @@ def test_bad_plausible_files_say_what_is_wrong(population, text, fragment):
     with pytest.raises(ParameterError) as info:
         load_plausible(compile_model(population))
     assert fragment in str(info.value) and "plausible" in str(info.value)
+
+
+def test_a_subscripted_variable_reports_the_element_furthest_outside():
+    from pysd_runner.plausible import PlausibleRange, first_exits
+
+    r = PlausibleRange("x", "x", 0.0, 1.0)
+    times = np.array([0.0, 1.0, 2.0])
+    values = np.array([[[0.5, 0.5], [1.2, -0.5], [3.0, 0.0]],   # both elements leave at t=1; -0.5 is further out
+                       [[0.5, 0.5], [0.5, 0.5], [0.5, np.nan]]])  # non-finite is not an exit
+    when, value = first_exits(times, values, r)
+    assert when[0] == 1.0 and value[0] == -0.5
+    assert np.isnan(when[1]) and np.isnan(value[1])
+
+
+def test_an_edited_plausible_file_is_read_again(population):
+    model = compile_model(population)
+    assert load_plausible(model)[0].high == 150
+    (population.parent / "plausible.toml").write_text('[ranges]\n"Population" = [0, 1000.5]\n')
+    assert load_plausible(model)[0].high == 1000.5
