@@ -16,9 +16,13 @@ DEMO_FIT ?= out/reformism-us-fit.nc
 DEMO_CALIBRATION ?= models/reformism/calibration/us.toml
 DEMO_LEVERS ?= --lever "government resolve=0:1" --lever "rank and file organising effort=0:0.1"
 DEMO_GRID_VARS ?= profit_rate,welfare_spending_per_head,public_debt_ratio,legitimacy,strike_activity
-DEMO_SUMMARY ?= --summary "min(profit_rate)" --summary "change(welfare_spending_per_head)" \
-	--summary "max(public_debt_ratio)" --summary "max(debt_ratio)" --summary "change(legitimacy)" \
-	--summary "max(strike_activity)"
+# The crossroads: the shock hits in year 45; reform_victory is the same reformed economy
+# without it, so each "vs" column is what the crisis and the government's answer cost.
+DEMO_SUMMARY ?= --summary "welfare 45-65=mean(welfare_spending_per_head, 45, 65)" \
+	--summary "welfare 65-100=mean(welfare_spending_per_head, 65, 100)" \
+	--summary "legitimacy 45-65=mean(legitimacy, 45, 65)" --summary "min profit rate=min(profit_rate)" \
+	--summary "max public debt=max(public_debt_ratio)" --summary "max strikes=max(strike_activity)" \
+	--against reform_victory
 
 # `make report RUNS=runs.nc [GRID=grid.nc] [REPORT=out/report.html]`: the HTML report.
 RUNS ?= $(DEMO_RUNS)

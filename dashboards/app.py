@@ -23,15 +23,20 @@ The app binds to 127.0.0.1 unless told otherwise (``crisis app --host``).
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import json
 import math
+import os
 import re
+import tempfile
 import threading
 import warnings
 from html import escape as html_escape
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -164,6 +169,18 @@ def loop_switches(model) -> tuple[LoopSwitch, ...]:
     with _SWITCHES_LOCK:
         if key in _SWITCHES:
             return _SWITCHES[key]
+        # Models with 100,000 loops take about 20 s to enumerate: the switches are kept on
+        # disk beside the translated model, once per model content and loops.toml.
+        digest = hashlib.sha256(f"{_SWITCHES_FORMAT}\n{model.sha256}\n{text}".encode()).hexdigest()[:16]
+        stored = model.py_file.with_name(f"loop_switches_{digest}.json")
+        try:
+            switches = tuple(LoopSwitch(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
+                             for entry in json.loads(stored.read_text()))
+        except (OSError, ValueError, TypeError):
+            switches = None
+        if switches is not None:
+            _SWITCHES[key] = switches
+            return switches
         try:
             loops = find_loops(model, names=path, numeric=False)
             report = {entry["id"]: entry for entry in match_named_loops(model, loops, names=path)}
@@ -189,8 +206,27 @@ def loop_switches(model) -> tuple[LoopSwitch, ...]:
                     link_names=(model.elements[link[0]].name, model.elements[link[1]].name), also=also,
                 ))
             switches = tuple(found)
+            _store_switches(stored, switches)
         _SWITCHES[key] = switches
         return switches
+
+
+#: Version of the stored loop switches (change it when LoopSwitch changes).
+_SWITCHES_FORMAT = "loop-switches-1"
+
+
+def _store_switches(path: Path, switches: tuple[LoopSwitch, ...]) -> None:
+    """Write the switches atomically; a cache that cannot be written is only slower."""
+    try:
+        handle, tmp = tempfile.mkstemp(prefix=".switches.", suffix=".json", dir=path.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump([dataclasses.asdict(sw) for sw in switches], out)
+        os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
 
 
 class _EdgeSet:

@@ -162,9 +162,12 @@ def _summary(dataset, names: list[str]) -> list[str]:
 @click.option("--saveper", type=float, help="Override the save period.")
 @click.option("--vars", "variables", metavar="A,B", help="Comma-separated variables to keep (default: all).")
 @click.option("--seed", type=int, help="Seed for models with random functions.")
-@click.option("--summary", "summaries", multiple=True, metavar="FUNC(VAR[,ARGS])",
+@click.option("--summary", "summaries", multiple=True, metavar="[LABEL=]FUNC(VAR[,ARGS])",
               help="Print this metric per scenario instead of the stock table (as in `crisis sensitivity`: "
-                   "min, max, final, change, mean(x,t0,t1), ...). Repeatable.")
+                   "min, max, final, change, mean(x,t0,t1), ...; LABEL= titles the column). Repeatable.")
+@click.option("--against", metavar="SCENARIO",
+              help="With --summary: also print each metric's change relative to this scenario (one of those "
+                   "run), for example the same economy without the shock.")
 @click.option("--nonfinite", type=click.Choice(["error", "keep"]), default="error", show_default=True,
               help="A value that becomes NaN or infinite: stop with an error naming it, or keep it in the "
                    "output with a warning (for models that use :NA: on purpose).")
@@ -172,7 +175,7 @@ def _summary(dataset, names: list[str]) -> list[str]:
               help="Where to write the result: .nc (netCDF) or .csv.")
 @max_memory_option
 def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, saveper, variables, seed, summaries,
-                nonfinite, output, max_memory):
+                against, nonfinite, output, max_memory):
     """Simulate a model (optionally under scenarios) and write the trajectories.
 
     Prints a summary (start, min, max, end) of the stocks or of the chosen variables.
@@ -204,13 +207,20 @@ def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, sa
     else:
         dataset = run(compiled, params, scenario=names[0] if names else None, **options)
     metrics = [parse_metric(text, compiled) for text in summaries]
+    if against is not None:
+        if not metrics:
+            raise ParameterError("--against compares --summary metrics between scenarios; give --summary too")
+        run_names = [str(s) for s in dataset["scenario"].values] if "scenario" in dataset.dims else []
+        if against not in run_names:
+            raise ParameterError(f"--against {against!r} is not one of the scenarios run "
+                                 f"({', '.join(run_names) or 'none: run two or more with -s'})")
     for metric in metrics:
         missing = [v for v in metric.variables if v not in dataset]
         if missing:
             raise ParameterError(f"--summary {metric.name} needs '{missing[0]}', which --vars left out")
     written = save(dataset, output)
     if metrics:
-        for line in _metric_table(dataset, metrics):
+        for line in _metric_table(dataset, metrics, against):
             click.echo(line)
     else:
         shown = list(dataset.data_vars) if variables else [e.py_name for e in compiled.stocks]
@@ -224,18 +234,27 @@ def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, sa
     click.echo(f"Wrote {written}")
 
 
-def _metric_table(dataset, metrics) -> list[str]:
-    """Scenarios as rows, metrics as columns."""
+def _metric_table(dataset, metrics, against: str | None = None) -> list[str]:
+    """Scenarios as rows, metrics as columns; with ``against``, each metric's change relative to
+    that scenario's value follows it (a ``vs %`` column)."""
     scenarios = list(dataset["scenario"].values) if "scenario" in dataset.dims else [dataset.attrs.get("scenario") or "run"]
-    values = []
+    scenarios = [str(s) for s in scenarios]
+    columns = []
     for metric in metrics:
         result = metric.function(dataset)
-        values.append([float(v) for v in (result if getattr(result, "ndim", 0) else [result])])
-    first = max(len("scenario"), *(len(str(s)) for s in scenarios))
-    widths = [max(12, len(m.name)) for m in metrics]
-    lines = [f"{'scenario':<{first}}  " + "  ".join(f"{m.name:>{w}}" for m, w in zip(metrics, widths))]
+        values = [float(v) for v in (result if getattr(result, "ndim", 0) else [result])]
+        columns.append((metric.name, [f"{v:.4g}" for v in values]))
+        if against is not None:
+            ref = values[scenarios.index(against)]
+            changes = [(v - ref) / abs(ref) * 100 if ref != 0 else float("nan") for v in values]
+            columns.append(("vs %", ["" if name == against else f"{c:+.1f}%" for name, c in zip(scenarios, changes)]))
+    first = max(len("scenario"), *(len(s) for s in scenarios))
+    widths = [max(7 if title == "vs %" else 12, len(title)) for title, _ in columns]
+    lines = [f"{'scenario':<{first}}  " + "  ".join(f"{title:>{w}}" for (title, _), w in zip(columns, widths))]
     for i, scenario in enumerate(scenarios):
-        lines.append(f"{scenario:<{first}}  " + "  ".join(f"{values[j][i]:>{w}.4g}" for j, w in enumerate(widths)))
+        lines.append(f"{scenario:<{first}}  " + "  ".join(f"{cells[i]:>{w}}" for (_, cells), w in zip(columns, widths)))
+    if against is not None:
+        lines.append(f"vs %: change against {against} (the metric's value there)")
     return lines
 
 

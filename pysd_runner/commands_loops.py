@@ -44,7 +44,7 @@ def _periods_text(periods: list[tuple[float, float]]) -> str:
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Set a constant by Vensim or Python name.")
 @click.option("--dominance", is_flag=True, help="Score the loops over a run and print when each one dominates.")
 @click.option("--max-length", type=int, help="Longest loop to list, in variables.")
-@click.option("--max-loops", type=int, default=None, help="Cap on the number of loops (default 20000).")
+@click.option("--max-loops", type=int, default=None, help="Cap on the number of loops (default 250,000).")
 @click.option("--limit", type=int, default=DEFAULT_LIMIT, show_default=True,
               help="Loops to print besides the named ones (the most dominant first with --dominance, else the "
                    "shortest); 0 prints every loop.")

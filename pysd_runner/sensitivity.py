@@ -51,12 +51,22 @@ class Metric:
 
 
 def parse_metric(text: str | Callable | Metric, model: CompiledModel) -> Metric:
-    """Turn ``"min(profit rate)"`` (Vensim or Python names) or a callable into a :class:`Metric`."""
+    """Turn ``"min(profit rate)"`` (Vensim or Python names) or a callable into a :class:`Metric`.
+
+    ``"LABEL=FUNCTION(variable, ...)"`` names the metric ``LABEL`` (a short column title).
+    """
     if isinstance(text, Metric):
         return text
     if callable(text):
         return Metric(getattr(text, "__name__", "metric"), text)
-    match = re.fullmatch(r"\s*([a-z_]+)\s*\((.*)\)\s*", str(text))
+    label, sep, body = str(text).partition("=")
+    if not sep or "(" in label:
+        label, body = None, str(text)
+    else:
+        label = label.strip()
+        if not label:
+            raise ParameterError(f"metric {text!r}: a label goes before '=' (LABEL=FUNCTION(variable)); it is empty")
+    match = re.fullmatch(r"\s*([a-z_]+)\s*\((.*)\)\s*", body)
     if not match or match.group(1) not in FUNCTIONS:
         raise ParameterError(
             f"metric must look like FUNCTION(variable[, args]) with FUNCTION one of "
@@ -73,7 +83,7 @@ def parse_metric(text: str | Callable | Metric, model: CompiledModel) -> Metric:
     counts = allowed if isinstance(allowed, tuple) else (allowed,)
     if len(args) not in counts:
         raise ParameterError(f"metric {function}() takes {' or '.join(map(str, counts))} number(s) after the variable; got {len(args)}")
-    name = f"{function}({variable}{''.join(f', {a:g}' for a in args)})"
+    name = label or f"{function}({variable}{''.join(f', {a:g}' for a in args)})"
 
     def compute(ds: xr.Dataset) -> np.ndarray:
         da = ds[variable]

@@ -192,6 +192,23 @@ def test_loop_switches_of_a_small_model(goodwin_loops):
     ]
 
 
+def test_loop_switches_are_kept_on_disk_beside_the_translated_model(goodwin_loops):
+    from dashboards import app
+
+    switches = loop_switches(goodwin_loops)
+    # One file per model content and loops.toml text (other loops files may share the folder).
+    stored = [p for p in goodwin_loops.py_file.parent.glob("loop_switches_*.json")
+              if [tuple(e["link"]) for e in json.loads(p.read_text())] == [sw.link for sw in switches]]
+    assert len(stored) == 1
+    app._SWITCHES.clear()  # a new process: read back from disk, not enumerated again
+    again = loop_switches(goodwin_loops)
+    assert again == switches and again is not switches
+    stored[0].write_text("not json")  # a damaged copy is rebuilt
+    app._SWITCHES.clear()
+    assert loop_switches(goodwin_loops) == switches
+    assert json.loads(stored[0].read_text())[0]["id"] == "B1"
+
+
 def test_switched_off_loops_round_trip_through_the_address(levers):
     values = {lv.py_name: lv.base for lv in levers}
     values.update(phillips_slope=1.7)

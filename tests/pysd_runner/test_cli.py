@@ -136,3 +136,29 @@ def test_run_summary_metrics_per_scenario(tmp_path):
     assert float(lines[1].split()[2]) == pytest.approx(expected, rel=1e-3)
     bad = CliRunner().invoke(main, ["run", GOODWIN, "--summary", "median(x)", "-o", str(out)])
     assert bad.exit_code == 1 and "FUNCTION one of" in bad.output
+
+
+def test_run_summary_labels_and_change_against_a_scenario(tmp_path):
+    out = tmp_path / "g.nc"
+    result = invoke("run", GOODWIN, "-s", "baseline", "-s", "strong_unions", "--final-time", "30",
+                    "--summary", "lowest profit=min(profit_rate)", "--summary", "mean wage share=mean(wage share, 10, 20)",
+                    "--against", "baseline", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["scenario", "lowest", "profit", "vs", "%", "mean", "wage", "share", "vs", "%"]
+    ds = xr.load_dataset(out)
+    base, strong = (float(ds.sel(scenario=s)["profit_rate"].min()) for s in ("baseline", "strong_unions"))
+    share = [float(ds.sel(scenario=s)["wage_share"].sel(time=slice(10, 20)).mean()) for s in ("baseline", "strong_unions")]
+    row = dict(zip(["baseline", "strong_unions"], (line.split() for line in lines[1:3])))
+    assert row["baseline"][1:] == [f"{base:.4g}", f"{share[0]:.4g}"]  # no change against itself
+    assert row["strong_unions"][1:] == [f"{strong:.4g}", f"{(strong - base) / abs(base) * 100:+.1f}%",
+                                        f"{share[1]:.4g}", f"{(share[1] - share[0]) / abs(share[0]) * 100:+.1f}%"]
+    assert lines[3] == "vs %: change against baseline (the metric's value there)"
+    not_run = CliRunner().invoke(main, ["run", GOODWIN, "-s", "baseline", "-s", "strong_unions", "--final-time", "5",
+                                        "--summary", "min(profit_rate)", "--against", "small_orbit", "-o", str(out)])
+    assert not_run.exit_code == 1
+    assert "--against 'small_orbit' is not one of the scenarios run (baseline, strong_unions)" in not_run.output
+    alone = CliRunner().invoke(main, ["run", GOODWIN, "--against", "baseline", "-o", str(out)])
+    assert alone.exit_code == 1 and "give --summary too" in alone.output
+    empty = CliRunner().invoke(main, ["run", GOODWIN, "--summary", "=min(profit_rate)", "-o", str(out)])
+    assert empty.exit_code == 1 and "a label goes before '='" in empty.output
