@@ -94,8 +94,9 @@ __all__ = [
 ]
 
 #: Default cap on the number of loops enumerated before giving up with a clear message.
-#: reformism has about 103,000 (most of them 30-55 variables long); 250,000 loops take
-#: about 2.5 minutes and 10 GB for dominance. Keep commands_loops' --max-loops help in step.
+#: reformism has 102,931 (most of them 30-55 variables long), and its dominance analysis
+#: takes about a minute and 4 GB; memory grows with the loops. Keep commands_loops'
+#: --max-loops help in step.
 DEFAULT_MAX_LOOPS = 250_000
 #: Name of the file beside a model that names its loops.
 LOOPS_FILE = "loops.toml"
