@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import click
+import numpy as np
 
 from pysd_runner import OutputFile
 
@@ -43,7 +44,7 @@ def fit_table(fit) -> list[str]:
         width = max(len(str(s)) for s in part["series"].values)
         lines.append("")
         lines.append(f"  {'series':<{width}}  {'period':<8}{'n':>4} {'RMSE':>10} {'MAPE%':>8} {'R2':>8} "
-                     f"{'Theil U':>8} {'U^M':>6} {'U^S':>6} {'U^C':>6} {'vs naive':>9}")
+                     f"{'Theil U':>8} {'U^M':>6} {'U^S':>6} {'U^C':>6} {'vs naive':>9} {'rho1':>6} {'n_eff':>6}")
         for s in part["series"].values:
             for period in ("fit", "holdout"):
                 row = part.sel(series=s, period=period)
@@ -55,10 +56,41 @@ def fit_table(fit) -> list[str]:
                     f"  {str(s):<{width}}  {period:<8}{int(n):>4} {_fmt(float(row['rmse']), 10)} "
                     f"{_fmt(float(row['mape']), 8)} {_fmt(float(row['r2']), 8)} {_fmt(float(row['theil_u']), 8)} "
                     f"{_fmt(float(row['theil_um']), 6)} {_fmt(float(row['theil_us']), 6)} "
-                    f"{_fmt(float(row['theil_uc']), 6)} {_fmt(naive, 9)}"
+                    f"{_fmt(float(row['theil_uc']), 6)} {_fmt(naive, 9)} {_fmt(_get(row, 'rho1'), 6)} "
+                    f"{_fmt(_get(row, 'n_eff'), 6)}"
                 )
         lines.append(f"  negative log-likelihood {float(part['nll']):.6g}, AIC {float(part['aic']):.6g}")
+        lines.extend(_reading_notes(part))
     return lines
+
+
+def _get(row, name: str) -> float:
+    return float(row[name]) if name in row else math.nan
+
+
+def _reading_notes(part) -> list[str]:
+    """What the numbers in the table mean where they need saying."""
+    notes = []
+    fit = part.sel(period="fit")
+    worse = [str(s) for s, r2 in zip(part["series"].values, fit["r2"].values) if r2 < 0]
+    if worse:
+        notes.append(f"  R2 < 0 ({', '.join(worse)}): the fit follows the series less well than its own mean "
+                     f"over the fit window (a flat line).")
+    naive = part["rmse_ratio_to_persistence"].values
+    if np.isfinite(naive).any():
+        beaten = int(np.sum(naive < 1))
+        notes.append(f"  vs naive: hold-out RMSE over that of holding the last observation; below 1 beats it "
+                     f"({beaten} of {int(np.isfinite(naive).sum())} series).")
+    if "rho1" in fit:
+        rho = fit["rho1"].values
+        high = [str(s) for s, r in zip(part["series"].values, rho) if r > 0.5]
+        independent = [str(s) for s, e in zip(part["series"].values, part["error_model"].values)
+                       if str(e) in ("normal", "lognormal")] if "error_model" in part else []
+        if high and set(high) & set(independent):
+            notes.append(f"  rho1 > 0.5 with independent errors ({', '.join(s for s in high if s in independent)}): "
+                         f"the residuals hold about n_eff independent points, so intervals that assume n are too "
+                         f"narrow; error = \"ar1\" in the spec models the autocorrelation.")
+    return notes
 
 
 @click.command("calibrate")

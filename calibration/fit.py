@@ -11,7 +11,10 @@ The FitResult contract (ARCHITECTURE.md, "Fit result"):
   the ``level`` quantiles of trajectories of the parameter draws (parameter uncertainty
   only); attrs ``holdout_start`` / ``holdout_end`` (NaN without a hold-out window);
 - per-series statistics (``series``, ``period`` = fit, holdout): ``rmse``, ``mape``,
-  ``r2``, ``theil_u``, ``theil_um``, ``theil_us``, ``theil_uc``, ``n_points``;
+  ``r2``, ``theil_u``, ``theil_um``, ``theil_us``, ``theil_uc``, ``rho1`` (lag-1
+  autocorrelation of the residuals), ``n_eff`` (their effective sample size), ``n_points``;
+  ``error_rho(series)``, the AR(1) coefficient of the likelihood's error model at the best
+  estimate (NaN for series with independent errors);
   ``persistence_rmse(series)`` and ``rmse_ratio_to_persistence(series)`` on the hold-out;
 - optimiser diagnostics as 0-d variables prefixed ``opt_`` (and ``nll``, ``aic``, ``bic``),
   profiles (``profile_value``, ``profile_nll``), multi-start ends, autocorrelation times;
@@ -37,6 +40,7 @@ from .checkpoint import Store
 from .errors import CalibrationWarning
 from .problem import Problem
 from .spec import CalibrationSpec, load_spec
+from .problem import AR1_ERRORS
 from .statistics import STATISTICS, fit_statistics, persistence_rmse
 
 __all__ = ["calibrate"]
@@ -308,6 +312,10 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level) ->
                          {"long_name": f"upper {level:.0%} band of the model over parameter draws"}),
         "residual": (("series", "time"), observed - fitted, {"long_name": "observed - fitted"}),
         "sigma": ("series", fit.sigmas, {"long_name": "error scale (given or estimated) of the likelihood"}),
+        "error_rho": ("series", problem.rho([b[:1] for b in best_sims])[0],
+                      {"long_name": "AR(1) coefficient of the error model at the best estimate (NaN: independent)"}),
+        "error_model": ("series", np.asarray([t.observation.error for t in problem.targets], dtype=str),
+                        {"long_name": "error model of the likelihood (spec's observations.error)"}),
         "weight": ("series", np.array([t.observation.weight for t in problem.targets]), {"long_name": "weight"}),
         "persistence_rmse": ("series", persistence,
                              {"long_name": "hold-out RMSE of the naive persistence forecast"}),
@@ -315,7 +323,9 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level) ->
                                       {"long_name": "hold-out RMSE of the model / of persistence (< 1 is better)"}),
         "nll": ((), float(fit.nll), {"long_name": "negative log-likelihood at the best estimate"}),
     }
-    k = obj.dim + sum(t.observation.sigma is None for t in problem.targets)
+    # Free parameters, estimated error scales and estimated AR(1) coefficients.
+    k = obj.dim + sum(t.observation.sigma is None for t in problem.targets) + sum(
+        t.observation.error in AR1_ERRORS for t in problem.targets)
     n_points = problem.n_points
     data_vars["aic"] = ((), 2 * k + 2 * fit.nll, {"long_name": "Akaike information criterion"})
     data_vars["bic"] = ((), k * math.log(max(n_points, 1)) + 2 * fit.nll,
@@ -383,4 +393,6 @@ _STAT_NAMES = {
     "theil_um": "Theil bias fraction U^M (Sterman 1984)",
     "theil_us": "Theil variance fraction U^S (Sterman 1984)",
     "theil_uc": "Theil covariance fraction U^C (Sterman 1984)",
+    "rho1": "lag-1 autocorrelation of the residuals",
+    "n_eff": "effective sample size n (1 - rho1) / (1 + rho1) of the residuals",
 }

@@ -5,6 +5,17 @@ vectors (a DE population, the walkers of an MCMC step, finite-difference neighbo
 one vectorised pass of the model. The objective is the Gaussian negative
 log-likelihood of the weighted residuals over the fit window, with each series' error
 scale given in the spec or estimated (profiled out: sigma^2 = SSR/n).
+
+Autocorrelated errors (``error = "ar1"`` or ``"lognormal_ar1"``): a model run open loop
+misses the data in long swings, so its residuals follow e_t = rho e_{t-1} + u_t with
+independent Gaussian u_t, not independent errors. For each series and each member, rho is
+estimated from the residuals by least squares on their lag (Cochrane and Orcutt 1949),
+clipped to |rho| <= 0.99, and the likelihood is the exact stationary AR(1) likelihood at
+that rho (Prais and Winsten 1954): the whitened residuals u_1 = sqrt(1 - rho^2) e_1,
+u_t = e_t - rho e_{t-1} replace the residuals, with the term -log(1 - rho^2) / 2. It is
+folded into the SSR the rest of the code works with, exactly: SSR (1 - rho^2)^(-1/n) for an
+estimated sigma, SSR - sigma^2 log(1 - rho^2) for a given one. With rho near 1 a series
+carries far less information than its n points, and the profile intervals widen to say so.
 """
 
 from __future__ import annotations
@@ -25,6 +36,24 @@ from .spec import CalibrationSpec, Observation
 #: Negative log-likelihood given to members whose run went non-finite: worse than any
 #: finite fit, but finite, so optimisers can compare and move away from them.
 PENALTY = 1e12
+#: Largest |rho| of an AR(1) error model (rho = 1 is a random walk, with no stationary scale).
+MAX_RHO = 0.99
+AR1_ERRORS = ("ar1", "lognormal_ar1")
+
+
+def ar1_rho(residuals: np.ndarray) -> np.ndarray:
+    """Least-squares lag-1 coefficient of each row of residuals, clipped to ``MAX_RHO``."""
+    r = np.atleast_2d(residuals)
+    with np.errstate(all="ignore"):
+        rho = np.sum(r[:, 1:] * r[:, :-1], axis=1) / np.sum(r[:, :-1] ** 2, axis=1)
+    return np.clip(np.where(np.isfinite(rho), rho, 0.0), -MAX_RHO, MAX_RHO)
+
+
+def ar1_whiten(residuals: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """Prais-Winsten whitened residuals: sqrt(1 - rho^2) e_1, then e_t - rho e_{t-1}."""
+    r = np.atleast_2d(residuals)
+    rho = np.asarray(rho, dtype=float)[:, None]
+    return np.concatenate([np.sqrt(1 - rho**2) * r[:, :1], r[:, 1:] - rho * r[:, :-1]], axis=1)
 
 
 @dataclass
@@ -99,7 +128,16 @@ class Problem:
             raise SpecError(f"{key}: the fit window {fit_window[0]:g}-{fit_window[1]:g} holds no data of "
                             f"'{obs.name}'")
         values = fit.values
-        if obs.error == "lognormal" and (values <= 0).any():
+        if obs.error in AR1_ERRORS:
+            steps = np.diff(fit["time"].values.astype(float))
+            if steps.size < 2:
+                raise SpecError(f"{key}.error: '{obs.error}' needs at least three points in the fit window; "
+                                f"'{obs.name}' has {steps.size + 1}")
+            if not np.allclose(steps, steps[0], rtol=1e-3, atol=1e-6):
+                raise SpecError(f"{key}.error: '{obs.error}' needs evenly spaced observations in the fit window; "
+                                f"'{obs.name}' has gaps (spacing {steps.min():g} to {steps.max():g}); give "
+                                f"error = 'normal' or a window without gaps")
+        if obs.error in ("lognormal", "lognormal_ar1") and (values <= 0).any():
             raise SpecError(f"{key}.error: 'lognormal' needs positive data; '{obs.name}' has {values.min():g}")
         holdout_times = holdout_values = np.empty(0)
         if spec.holdout is not None:
@@ -154,7 +192,7 @@ class Problem:
             n = target.fit_times.size
             model = sim[:, :n] if fit_only else sim
             data = target.fit_values if fit_only else np.concatenate([target.fit_values, target.holdout_values])
-            if target.observation.error == "lognormal":
+            if target.observation.error in ("lognormal", "lognormal_ar1"):
                 with np.errstate(all="ignore"):
                     out.append(np.log(model) - np.log(data))
             else:
@@ -162,13 +200,34 @@ class Problem:
         return out
 
     def ssr(self, simulated: list[np.ndarray]) -> np.ndarray:
-        """Sum of squared fit-window residuals, (members, targets); inf for non-finite members."""
+        """Sum of squared fit-window residuals, (members, targets); inf for non-finite members.
+
+        For AR(1) error models, the SSR of the whitened residuals with the AR(1) likelihood's
+        log-determinant folded in (see the module docstring).
+        """
         columns = []
-        for r in self.residuals(simulated):
+        for target, r in zip(self.targets, self.residuals(simulated)):
+            obs = target.observation
             with np.errstate(all="ignore"):
-                s = np.sum(r * r, axis=1)
+                if obs.error in AR1_ERRORS:
+                    rho = ar1_rho(r)
+                    u = ar1_whiten(r, rho)
+                    s = np.sum(u * u, axis=1)
+                    log_det = np.log(1 - rho**2)
+                    if obs.sigma is None:
+                        s = s * np.exp(-log_det / r.shape[1])
+                    else:
+                        s = s - obs.sigma**2 * log_det
+                else:
+                    s = np.sum(r * r, axis=1)
             columns.append(np.where(np.isfinite(s), s, np.inf))
         return np.stack(columns, axis=1)
+
+    def rho(self, simulated: list[np.ndarray]) -> np.ndarray:
+        """Lag-1 coefficient of the fit-window residuals per member and target (NaN for
+        targets with independent errors)."""
+        return np.stack([ar1_rho(r) if t.observation.error in AR1_ERRORS else np.full(r.shape[0], np.nan)
+                         for t, r in zip(self.targets, self.residuals(simulated))], axis=1)
 
     def nll_from_ssr(self, ssr: np.ndarray) -> np.ndarray:
         """Weighted Gaussian negative log-likelihood from SSRs (members, targets) -> (members,)."""
@@ -202,6 +261,11 @@ class Problem:
         """
         parts = []
         for target, r, sigma in zip(self.targets, self.residuals(simulated), sigmas):
+            if target.observation.error in AR1_ERRORS:
+                # Whitened at each member's own rho (the log-determinant is left to the
+                # likelihood, which the methods compare after every local step).
+                with np.errstate(all="ignore"):
+                    r = ar1_whiten(r, ar1_rho(r))
             parts.append(math.sqrt(target.observation.weight) * r / sigma)
         out = np.concatenate(parts, axis=1)
         bad = ~np.isfinite(out).all(axis=1)

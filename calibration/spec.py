@@ -33,7 +33,9 @@ method and the seed. Every error names the file and the key::
     transform = ["scale:1"]            # optional, applied to the data
     model_transform = []               # optional, applied to the model variable
     weight = 1.0
-    error = "normal"                   # or "lognormal" (residuals of logs)
+    error = "normal"                   # or "lognormal" (residuals of logs); "ar1" or
+                                       # "lognormal_ar1": the same residuals with AR(1)
+                                       # autocorrelation, estimated per series
     sigma = "estimate"                 # or a number: the error scale
 
     [method]
@@ -67,7 +69,7 @@ __all__ = ["CalibrationSpec", "FreeParameter", "Observation", "load_spec", "METH
 
 METHODS = ("least_squares", "differential_evolution", "mcmc")
 UNCERTAINTY = ("profile", "bootstrap", "posterior", "none")
-ERRORS = ("normal", "lognormal")
+ERRORS = ("normal", "lognormal", "ar1", "lognormal_ar1")
 PRIORS = ("uniform", "norm", "lognorm", "truncnorm", "beta", "gamma")
 
 _TOP = {"description", "model", "scenario", "seed", "countries", "time", "parameters", "fixed", "observations",

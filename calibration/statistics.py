@@ -9,6 +9,14 @@ Theil's inequality coefficient is U = RMSE / (sqrt(mean(S^2)) + sqrt(mean(A^2)))
 
 On a hold-out window the model's RMSE is also compared with a naive persistence forecast
 (the last observation before the window, held constant): a ratio below 1 beats it.
+
+R^2 = 1 - SSR/SST compares the model with the series' own mean: below 0, the model is a
+worse description of the window than that flat line.
+
+The residuals' lag-1 autocorrelation ``rho1`` (the sample autocorrelation of the errors in
+time order) says how much independent information they hold: the effective sample size of
+an AR(1) series, ``n_eff = n (1 - rho1) / (1 + rho1)`` (n when rho1 <= 0), is what a mean or
+an interval computed from them can count on (Bayley and Hammersley 1946).
 """
 
 from __future__ import annotations
@@ -19,14 +27,16 @@ import numpy as np
 
 __all__ = ["fit_statistics", "STATISTICS"]
 
-STATISTICS = ("n", "rmse", "mape", "r2", "theil_u", "theil_um", "theil_us", "theil_uc")
+STATISTICS = ("n", "rmse", "mape", "r2", "theil_u", "theil_um", "theil_us", "theil_uc", "rho1", "n_eff")
 
 
 def fit_statistics(simulated, actual) -> dict[str, float]:
     """Statistics of simulated against actual values (1-D, NaNs dropped pairwise).
 
     Returns ``n``, ``rmse``, ``mape`` (percent; NaN when an actual value is zero),
-    ``r2`` (1 - SSR/SST), ``theil_u`` and ``theil_um``/``theil_us``/``theil_uc``.
+    ``r2`` (1 - SSR/SST), ``theil_u``, ``theil_um``/``theil_us``/``theil_uc``, and the
+    residuals' lag-1 autocorrelation ``rho1`` with the effective sample size ``n_eff``
+    (values in time order; NaN with fewer than three points).
 
     Examples
     --------
@@ -65,6 +75,13 @@ def fit_statistics(simulated, actual) -> dict[str, float]:
         out["theil_uc"] = 2 * (1 - r) * sd_s * sd_a / mse
     else:
         out["theil_um"], out["theil_us"], out["theil_uc"] = 0.0, 0.0, 0.0
+    if n >= 3:
+        centred = error - error.mean()
+        denominator = float(np.sum(centred**2))
+        if denominator > 0:
+            rho = float(np.sum(centred[1:] * centred[:-1])) / denominator
+            out["rho1"] = rho
+            out["n_eff"] = n * (1 - rho) / (1 + rho) if rho > 0 else float(n)
     return out
 
 
