@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import click
-import numpy as np
 
 from pysd_runner import OutputFile
 
@@ -65,11 +64,16 @@ def fit_table(fit) -> list[str]:
 
 
 def _get(row, name: str) -> float:
+    """A statistic of a fit row, NaN in fits written before it was recorded."""
     return float(row[name]) if name in row else math.nan
 
 
 def _reading_notes(part) -> list[str]:
     """What the numbers in the table mean where they need saying."""
+    import numpy as np
+
+    from .spec import AR1_ERRORS
+
     notes = []
     fit = part.sel(period="fit")
     worse = [str(s) for s, r2 in zip(part["series"].values, fit["r2"].values) if r2 < 0]
@@ -84,8 +88,9 @@ def _reading_notes(part) -> list[str]:
     if "rho1" in fit:
         rho = fit["rho1"].values
         high = [str(s) for s, r in zip(part["series"].values, rho) if r > 0.5]
+        # Fits written before error models were recorded said nothing of them.
         independent = [str(s) for s, e in zip(part["series"].values, part["error_model"].values)
-                       if str(e) in ("normal", "lognormal")] if "error_model" in part else []
+                       if str(e) not in AR1_ERRORS] if "error_model" in part else []
         if high and set(high) & set(independent):
             notes.append(f"  rho1 > 0.5 with independent errors ({', '.join(s for s in high if s in independent)}): "
                          f"the residuals hold about n_eff independent points, so intervals that assume n are too "

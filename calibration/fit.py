@@ -39,8 +39,7 @@ from . import methods, uncertainty
 from .checkpoint import Store
 from .errors import CalibrationWarning
 from .problem import Problem
-from .spec import CalibrationSpec, load_spec
-from .problem import AR1_ERRORS
+from .spec import AR1_ERRORS, CalibrationSpec, load_spec
 from .statistics import STATISTICS, fit_statistics, persistence_rmse
 
 __all__ = ["calibrate"]
@@ -312,7 +311,7 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level) ->
                          {"long_name": f"upper {level:.0%} band of the model over parameter draws"}),
         "residual": (("series", "time"), observed - fitted, {"long_name": "observed - fitted"}),
         "sigma": ("series", fit.sigmas, {"long_name": "error scale (given or estimated) of the likelihood"}),
-        "error_rho": ("series", problem.rho([b[:1] for b in best_sims])[0],
+        "error_rho": ("series", problem.rho(best_sims)[0],
                       {"long_name": "AR(1) coefficient of the error model at the best estimate (NaN: independent)"}),
         "error_model": ("series", np.asarray([t.observation.error for t in problem.targets], dtype=str),
                         {"long_name": "error model of the likelihood (spec's observations.error)"}),

@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import CalibrationWarning
 from .problem import PENALTY, Problem
+from .spec import LOG_ERRORS
 
 TAG_SSR, TAG_SIM = 1, 2
 
@@ -110,7 +111,7 @@ def initial_sigmas(problem: Problem) -> np.ndarray:
         if t.observation.sigma is not None:
             out.append(t.observation.sigma)
             continue
-        values = np.log(t.fit_values) if t.observation.error in ("lognormal", "lognormal_ar1") else t.fit_values
+        values = np.log(t.fit_values) if t.observation.error in LOG_ERRORS else t.fit_values
         spread = float(np.std(values)) if values.size > 1 else 0.0
         out.append(spread if spread > 0 else max(abs(float(np.mean(values))), 1.0) * 0.1)
     return np.asarray(out)

@@ -31,14 +31,13 @@ from pysd_runner import CrisisError, run_ensemble
 from . import transforms
 from .data import load_series, select
 from .errors import DataError, SpecError
-from .spec import CalibrationSpec, Observation
+from .spec import AR1_ERRORS, LOG_ERRORS, CalibrationSpec, Observation
 
 #: Negative log-likelihood given to members whose run went non-finite: worse than any
 #: finite fit, but finite, so optimisers can compare and move away from them.
 PENALTY = 1e12
 #: Largest |rho| of an AR(1) error model (rho = 1 is a random walk, with no stationary scale).
 MAX_RHO = 0.99
-AR1_ERRORS = ("ar1", "lognormal_ar1")
 
 
 def ar1_rho(residuals: np.ndarray) -> np.ndarray:
@@ -137,8 +136,8 @@ class Problem:
                 raise SpecError(f"{key}.error: '{obs.error}' needs evenly spaced observations in the fit window; "
                                 f"'{obs.name}' has gaps (spacing {steps.min():g} to {steps.max():g}); give "
                                 f"error = 'normal' or a window without gaps")
-        if obs.error in ("lognormal", "lognormal_ar1") and (values <= 0).any():
-            raise SpecError(f"{key}.error: 'lognormal' needs positive data; '{obs.name}' has {values.min():g}")
+        if obs.error in LOG_ERRORS and (values <= 0).any():
+            raise SpecError(f"{key}.error: '{obs.error}' needs positive data; '{obs.name}' has {values.min():g}")
         holdout_times = holdout_values = np.empty(0)
         if spec.holdout is not None:
             try:
@@ -192,7 +191,7 @@ class Problem:
             n = target.fit_times.size
             model = sim[:, :n] if fit_only else sim
             data = target.fit_values if fit_only else np.concatenate([target.fit_values, target.holdout_values])
-            if target.observation.error in ("lognormal", "lognormal_ar1"):
+            if target.observation.error in LOG_ERRORS:
                 with np.errstate(all="ignore"):
                     out.append(np.log(model) - np.log(data))
             else:
@@ -262,8 +261,9 @@ class Problem:
         parts = []
         for target, r, sigma in zip(self.targets, self.residuals(simulated), sigmas):
             if target.observation.error in AR1_ERRORS:
-                # Whitened at each member's own rho (the log-determinant is left to the
-                # likelihood, which the methods compare after every local step).
+                # Whitened at each member's own rho. The log-determinant is left out of
+                # this Gauss-Newton form; the likelihood keeps it, and the methods choose
+                # among local results (starts, DE's polish) by the likelihood.
                 with np.errstate(all="ignore"):
                     r = ar1_whiten(r, ar1_rho(r))
             parts.append(math.sqrt(target.observation.weight) * r / sigma)

@@ -70,6 +70,9 @@ __all__ = ["CalibrationSpec", "FreeParameter", "Observation", "load_spec", "METH
 METHODS = ("least_squares", "differential_evolution", "mcmc")
 UNCERTAINTY = ("profile", "bootstrap", "posterior", "none")
 ERRORS = ("normal", "lognormal", "ar1", "lognormal_ar1")
+#: Error models on the residuals of logs, and those with AR(1) autocorrelation.
+LOG_ERRORS = ("lognormal", "lognormal_ar1")
+AR1_ERRORS = ("ar1", "lognormal_ar1")
 PRIORS = ("uniform", "norm", "lognorm", "truncnorm", "beta", "gamma")
 
 _TOP = {"description", "model", "scenario", "seed", "countries", "time", "parameters", "fixed", "observations",
