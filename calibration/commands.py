@@ -24,7 +24,8 @@ def _fmt(value: float, width: int = 11) -> str:
 
 
 def fit_table(fit) -> list[str]:
-    """The parameter table and the per-series statistics table of a FitResult, as lines."""
+    """The parameter table, the per-series statistics table and the notes that say how to
+    read them, as lines."""
     lines = []
     countries = list(fit["country"].values) if "country" in fit.dims else [None]
     level = fit.attrs.get("level", 0.95)
@@ -43,7 +44,8 @@ def fit_table(fit) -> list[str]:
         width = max(len(str(s)) for s in part["series"].values)
         lines.append("")
         lines.append(f"  {'series':<{width}}  {'period':<8}{'n':>4} {'RMSE':>10} {'MAPE%':>8} {'R2':>8} "
-                     f"{'Theil U':>8} {'U^M':>6} {'U^S':>6} {'U^C':>6} {'vs naive':>9} {'rho1':>6} {'n_eff':>6}")
+                     f"{'vs trend':>9} {'Theil U':>8} {'U^M':>6} {'U^S':>6} {'U^C':>6} {'vs naive':>9} "
+                     f"{'rho1':>6} {'n_eff':>6}")
         for s in part["series"].values:
             for period in ("fit", "holdout"):
                 row = part.sel(series=s, period=period)
@@ -51,14 +53,19 @@ def fit_table(fit) -> list[str]:
                 if not n > 0:
                     continue
                 naive = float(part["rmse_ratio_to_persistence"].sel(series=s)) if period == "holdout" else math.nan
+                trend = _get(part.sel(series=s), "ssr_ratio_to_trend") if period == "fit" else math.nan
+                r2 = float(row["r2"])
+                mark = "  < mean" if period == "fit" and r2 < 0 else ""
                 lines.append(
                     f"  {str(s):<{width}}  {period:<8}{int(n):>4} {_fmt(float(row['rmse']), 10)} "
-                    f"{_fmt(float(row['mape']), 8)} {_fmt(float(row['r2']), 8)} {_fmt(float(row['theil_u']), 8)} "
+                    f"{_fmt(float(row['mape']), 8)} {_fmt(r2, 8)} {_fmt(trend, 9)} {_fmt(float(row['theil_u']), 8)} "
                     f"{_fmt(float(row['theil_um']), 6)} {_fmt(float(row['theil_us']), 6)} "
                     f"{_fmt(float(row['theil_uc']), 6)} {_fmt(naive, 9)} {_fmt(_get(row, 'rho1'), 6)} "
-                    f"{_fmt(_get(row, 'n_eff'), 6)}"
+                    f"{_fmt(_get(row, 'n_eff'), 6)}{mark}"
                 )
         lines.append(f"  negative log-likelihood {float(part['nll']):.6g}, AIC {float(part['aic']):.6g}")
+        lines.extend(_measurement_lines(part))
+        lines.extend(_plausibility_lines(part))
         lines.extend(_reading_notes(part))
     return lines
 
@@ -68,28 +75,85 @@ def _get(row, name: str) -> float:
     return float(row[name]) if name in row else math.nan
 
 
+def _measurement_lines(part) -> list[str]:
+    """The measurement equations that are not the identity, with their reasons."""
+    if "measurement_scale" not in part:
+        return []
+    estimated = {str(p) for p in part["param"].values}
+    lines = []
+    for s in part["series"].values:
+        scale = float(part["measurement_scale"].sel(series=s))
+        offset = float(part["measurement_offset"].sel(series=s))
+        if scale == 1 and offset == 0:
+            continue
+        free = [t for t in ("scale", "offset") if f"{t} of {s}" in estimated]
+        reason = str(part["measurement_reason"].sel(series=s).values)
+        lines.append(f"  measurement: {s} = {scale:.4g} x {str(part['model_variable'].sel(series=s).values)} "
+                     f"{'+' if offset >= 0 else '-'} {abs(offset):.4g}"
+                     + (f" ({' and '.join(free)} estimated)" if free else "") + (f"; {reason}" if reason else ""))
+    return lines
+
+
+def _plausibility_lines(part) -> list[str]:
+    if "opt_n_candidates" not in part:
+        return []
+    import json
+
+    evaluated = int(part["opt_n_candidates"])
+    penalised = int(part["opt_n_implausible"])
+    nonfinite = int(part["opt_n_nonfinite"])
+    by_range = json.loads(part["opt_n_implausible"].attrs.get("by_range", "{}"))
+    lines = []
+    if not penalised and not nonfinite:
+        lines.append(f"  plausibility: all {evaluated:,} candidate parameter sets stayed finite and within the model's "
+                     "plausible ranges")
+    else:
+        listed = ", ".join(f"{name} {count:,}" for name, count in by_range.items())
+        lines.append(f"  plausibility: of {evaluated:,} candidate parameter sets, {penalised:,} left the model's "
+                     f"plausible ranges and were penalised" + (f" (first exit: {listed})" if listed else "")
+                     + f", and {nonfinite:,} went non-finite and were rejected")
+    best = str(part["opt_best_implausible"].values) if "opt_best_implausible" in part else ""
+    if best:
+        lines.append(f"  The best estimate itself leaves a plausible range: {best}. Read the fit with care.")
+    return lines
+
+
 def _reading_notes(part) -> list[str]:
-    """What the numbers in the table mean where they need saying."""
+    """How to read the table, and what its numbers say about this fit."""
     import numpy as np
 
     from .spec import AR1_ERRORS
 
-    notes = []
+    series = [str(s) for s in part["series"].values]
     fit = part.sel(period="fit")
-    worse = [str(s) for s, r2 in zip(part["series"].values, fit["r2"].values) if r2 < 0]
+    notes = ["  How to read this:",
+             "    R2 = 1 - SSR/SST: the share of a series' variation around its own mean that the fitted run "
+             "follows; below 0 the run describes the fit window worse than a flat line at the mean.",
+             "    vs trend: the run's sum of squared residuals over that of a straight line fitted to the same "
+             "window; below 1 the model's dynamics explain more than a trend (a free scale and offset alone "
+             "cannot do that).",
+             "    Theil: U^M is the share of the squared error due to bias, U^S to unequal variation (amplitude), "
+             "U^C to unequal covariation (timing and noise); in a good fit most of the error is U^C (Sterman 1984).",
+             "    vs naive: hold-out RMSE over that of holding the last observation constant; below 1 beats it."]
+    r2 = fit["r2"].values
+    worse = [s for s, v in zip(series, r2) if v < 0]
     if worse:
-        notes.append(f"  R2 < 0 ({', '.join(worse)}): the fit follows the series less well than its own mean "
-                     f"over the fit window (a flat line).")
+        notes.append(f"  Worse than its mean (R2 < 0): {', '.join(worse)}.")
+    if "ssr_ratio_to_trend" in part:
+        ratio = part["ssr_ratio_to_trend"].values
+        beats = [s for s, v in zip(series, ratio) if v < 1]
+        notes.append(f"  Beats a fitted straight line: {len(beats)} of {int(np.isfinite(ratio).sum())} series"
+                     + (f" ({', '.join(beats)})." if beats else "."))
     naive = part["rmse_ratio_to_persistence"].values
     if np.isfinite(naive).any():
-        beaten = int(np.sum(naive < 1))
-        notes.append(f"  vs naive: hold-out RMSE over that of holding the last observation; below 1 beats it "
-                     f"({beaten} of {int(np.isfinite(naive).sum())} series).")
+        beaten = [s for s, v in zip(series, naive) if v < 1]
+        notes.append(f"  Beats persistence on the hold-out: {len(beaten)} of {int(np.isfinite(naive).sum())} series"
+                     + (f" ({', '.join(beaten)})." if beaten else "."))
     if "rho1" in fit:
         rho = fit["rho1"].values
-        high = [str(s) for s, r in zip(part["series"].values, rho) if r > 0.5]
+        high = [s for s, r in zip(series, rho) if r > 0.5]
         # Fits written before error models were recorded said nothing of them.
-        independent = [str(s) for s, e in zip(part["series"].values, part["error_model"].values)
+        independent = [s for s, e in zip(series, part["error_model"].values)
                        if str(e) not in AR1_ERRORS] if "error_model" in part else []
         if high and set(high) & set(independent):
             notes.append(f"  rho1 > 0.5 with independent errors ({', '.join(s for s in high if s in independent)}): "

@@ -40,7 +40,7 @@ from .checkpoint import Store
 from .errors import CalibrationWarning
 from .problem import Problem
 from .spec import AR1_ERRORS, CalibrationSpec, load_spec
-from .statistics import STATISTICS, fit_statistics, persistence_rmse
+from .statistics import STATISTICS, fit_statistics, linear_trend_ssr, persistence_rmse
 
 __all__ = ["calibrate"]
 
@@ -81,6 +81,7 @@ def _fingerprint(spec: CalibrationSpec, problems: list[Problem], seed: int) -> d
         "seed": seed,
         "method": spec.method,
         "uncertainty": spec.uncertainty,
+        "checkpoint_format": 2,  # batches carry each member's status (plausible, non-finite)
     }
 
 
@@ -187,8 +188,10 @@ def _attrs(spec: CalibrationSpec, seed: int, store: Store, elapsed: float) -> di
         "holdout_start": float(spec.holdout[0]) if spec.holdout else math.nan,
         "holdout_end": float(spec.holdout[1]) if spec.holdout else math.nan,
         "fixed": json.dumps(spec.fixed, sort_keys=True),
+        "fixed_from_data": json.dumps(spec.fixed_sources, sort_keys=True),
         "objective": "weighted Gaussian negative log-likelihood of residuals over the fit window "
-                     "(error scales given or profiled out)",
+                     "(error scales given or profiled out); candidates that go non-finite are rejected, "
+                     "those that leave the model's plausible ranges penalised by their distance outside",
         "n_evaluations": int(store.evaluations),
         "n_batches": len(store.records),
         "resumed_batches": int(store.replayed),
@@ -253,11 +256,36 @@ def _fit_one(spec: CalibrationSpec, problem: Problem, store: Store, seed_sequenc
     else:
         draws = uncertainty.laplace_draws(obj, fit, band_rng, BAND_DRAWS)
     band_sims = obj.simulate(obj.to_internal(draws))
-    best_sims = obj.simulate(fit.z[None, :])
-    return _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level)
+    best_sims = obj.simulate(fit.z[None, :], implausible=True)
+    best_exit = ""
+    if obj.exceedance(fit.z[None, :])[0] > 0:
+        best_exit = _first_exit(spec, obj.to_model(fit.z[None, :])[0], obj.parameters, problem)
+        warnings.warn(f"the best estimate leaves the model's plausible ranges: {best_exit}; the data pull the fit "
+                      "towards an implausible economy (see the model's plausible.toml)", CalibrationWarning,
+                      stacklevel=2)
+    return _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, best_exit)
 
 
-def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level) -> xr.Dataset:
+def _first_exit(spec, values, parameters, problem) -> str:
+    """Where one run leaves its model's plausible ranges, as the runner reports it."""
+    from pysd_runner import run_ensemble
+
+    samples = {p.py_name: np.array([v]) for p, v in zip(parameters, values) if p.is_model}
+    ds = run_ensemble(spec.model, samples, params=spec.fixed or None, variables=problem.variables,
+                      scenario=spec.scenario, seed=spec.seed, **problem.settings)
+    text = str(ds["implausible"].values[0]) if "implausible" in ds else ""
+    if text and "at time " in text:
+        # Say the time in calendar years, as the fit does.
+        head, _, rest = text.partition("at time ")
+        when, _, tail = rest.partition(" ")
+        try:
+            text = f"{head}in {spec.origin + float(when) - problem.t0:g} {tail}"
+        except ValueError:
+            pass
+    return text
+
+
+def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, best_exit="") -> xr.Dataset:
     params = [p.name for p in obj.parameters]
     series = [t.observation.name for t in problem.targets]
     times = np.unique(np.concatenate([t.times for t in problem.targets]))
@@ -267,6 +295,7 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level) ->
     alpha = (1 - level) / 2
     stats = {name: np.full((len(series), 2), np.nan) for name in STATISTICS}
     persistence, ratio = np.full(len(series), np.nan), np.full(len(series), np.nan)
+    trend_ssr, trend_ratio = np.full(len(series), np.nan), np.full(len(series), np.nan)
     for i, (target, best, band) in enumerate(zip(problem.targets, best_sims, band_sims)):
         index = np.searchsorted(times, target.times)
         data = np.concatenate([target.fit_values, target.holdout_values])
@@ -281,6 +310,10 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level) ->
             values = fit_statistics(sim, act)
             for name in STATISTICS:
                 stats[name][i, k] = values[name]
+        trend_ssr[i] = linear_trend_ssr(target.fit_times, target.fit_values)
+        model_ssr = float(np.nansum((best[0, :n] - target.fit_values) ** 2))
+        if trend_ssr[i] > 0 and np.isfinite(best[0, :n]).all():
+            trend_ratio[i] = model_ssr / trend_ssr[i]
         if target.holdout_times.size:
             persistence[i] = persistence_rmse(target.before_holdout, target.holdout_values)
             if persistence[i] > 0:
@@ -320,6 +353,15 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level) ->
                              {"long_name": "hold-out RMSE of the naive persistence forecast"}),
         "rmse_ratio_to_persistence": ("series", ratio,
                                       {"long_name": "hold-out RMSE of the model / of persistence (< 1 is better)"}),
+        "trend_ssr": ("series", trend_ssr,
+                      {"long_name": "fit-window sum of squared residuals of a straight line fitted to the series"}),
+        "ssr_ratio_to_trend": ("series", trend_ratio,
+                               {"long_name": "fit-window SSR of the model / of a fitted straight line (< 1: the "
+                                             "model's dynamics explain more than a trend)"}),
+        "measurement_scale": ("series", _measurement(problem, obj, fit, "scale"),
+                              {"long_name": "scale of the measurement equation data = scale * model + offset"}),
+        "measurement_offset": ("series", _measurement(problem, obj, fit, "offset"),
+                               {"long_name": "offset of the measurement equation data = scale * model + offset"}),
         "nll": ((), float(fit.nll), {"long_name": "negative log-likelihood at the best estimate"}),
     }
     # Free parameters, estimated error scales and estimated AR(1) coefficients.
@@ -339,6 +381,15 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level) ->
             data_vars[f"opt_{key}"] = ((), float(value), {})
     if intervals.notes:
         data_vars["opt_identifiability"] = ((), np.array(" | ".join(intervals.notes), dtype=object), {})
+    evaluated, nonfinite, by_range = obj.rejections()
+    data_vars["opt_n_candidates"] = ((), float(evaluated), {"long_name": "parameter sets evaluated"})
+    data_vars["opt_n_nonfinite"] = ((), float(nonfinite), {"long_name": "candidates whose run went non-finite"})
+    data_vars["opt_n_implausible"] = ((), float(sum(by_range.values())), {
+        "long_name": "candidates penalised for leaving the model's plausible ranges (plausible.toml)",
+        "by_range": json.dumps(by_range)})
+    data_vars["opt_best_implausible"] = ((), np.array(best_exit, dtype=object),
+                                         {"long_name": "where the run at the best estimate leaves a plausible range "
+                                                       "(empty: it stays within every range)"})
     coords = {
         "param": ("param", np.asarray(params, dtype=str), {"long_name": "free parameter (Vensim name)"}),
         "param_other": ("param_other", np.asarray(params, dtype=str)),
@@ -347,6 +398,8 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level) ->
         "model_variable": ("series", np.asarray([t.observation.variable_long_name for t in problem.targets],
                                                 dtype=str)),
         "source": ("series", np.asarray([_source(t) for t in problem.targets], dtype=str)),
+        "measurement_reason": ("series", np.asarray(["; ".join(f"{k}: {v}" for k, v in _reasons(problem, t).items())
+                                                     for t in problem.targets], dtype=str)),
         "series_units": ("series", np.asarray([str(t.data.attrs.get("units", "")) for t in problem.targets],
                                               dtype=str)),
         "time": ("time", times, {"units": "year", "long_name": "Time (calendar year)"}),
@@ -369,6 +422,28 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level) ->
     if fit.autocorr is not None:
         data_vars["autocorr_time"] = ("param", fit.autocorr, {"long_name": "integrated autocorrelation time (steps)"})
     return xr.Dataset(data_vars, coords=coords)
+
+
+def _measurement(problem, obj, fit, term: str) -> np.ndarray:
+    """Each series' measurement term at the best estimate (fixed, or estimated)."""
+    best = obj.to_model(fit.z[None, :])[0]
+    out = []
+    for target in problem.targets:
+        obs = target.observation
+        value = getattr(obs, term)
+        for j, p in enumerate(obj.parameters):
+            if p.kind == term and p.observation == obs.name:
+                value = best[j]
+        out.append(float(value))
+    return np.array(out)
+
+
+def _reasons(problem, target) -> dict:
+    reasons = dict(target.observation.reasons)
+    for p in problem.parameters:
+        if p.observation == target.observation.name:
+            reasons[p.kind] = p.reason
+    return reasons
 
 
 def _source(target) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import CalibrationWarning
-from .problem import PENALTY, Problem
+from .problem import PENALTY, PLAUSIBILITY_WEIGHT, Problem
 from .spec import LOG_ERRORS
 
 TAG_SSR, TAG_SIM = 1, 2
@@ -37,6 +37,7 @@ class Objective:
         self.lower = np.array([p.internal_bounds[0] for p in self.parameters])
         self.upper = np.array([p.internal_bounds[1] for p in self.parameters])
         self.widths = np.array([len(t.times) for t in problem.targets])
+        self.penalty_weight = PLAUSIBILITY_WEIGHT if problem.spec.plausibility == "penalise" else 0.0
 
     @property
     def dim(self) -> int:
@@ -54,20 +55,67 @@ class Objective:
         return np.clip(z, self.lower, self.upper)
 
     # ------------------------------------------------------------------ evaluations
+    # Each stored batch carries two last columns: every member's status and its exceedance of
+    # the plausible ranges (Problem.simulate_with_status), so the likelihood's penalty and the
+    # count of penalised candidates survive a resume from the checkpoint.
+    def _ssr_and_status(self, zz: np.ndarray) -> np.ndarray:
+        sims, status, exceedance = self.problem.simulate_with_status(self.to_model(zz))
+        return np.column_stack([self.problem.ssr(sims), status, exceedance])
+
+    def _sims_and_status(self, zz: np.ndarray) -> np.ndarray:
+        sims, status, exceedance = self.problem.simulate_with_status(self.to_model(zz))
+        return np.column_stack([np.concatenate(sims, axis=1), status, exceedance])
+
     def ssr(self, z: np.ndarray) -> np.ndarray:
         z = np.atleast_2d(z)
-        return self.store.call(TAG_SSR, z, lambda zz: self.problem.ssr(self.problem.simulate(self.to_model(zz))))
+        return self.store.call(TAG_SSR, z, self._ssr_and_status)[:, :-2]
+
+    def exceedance(self, z: np.ndarray) -> np.ndarray:
+        """How far each row's run leaves the model's plausible ranges (0: within them)."""
+        z = np.atleast_2d(z)
+        return self.store.call(TAG_SSR, z, self._ssr_and_status)[:, -1]
 
     def nll(self, z: np.ndarray) -> np.ndarray:
-        return self.problem.nll_from_ssr(self.ssr(z))
-
-    def simulate(self, z: np.ndarray) -> list[np.ndarray]:
+        """The negative log-likelihood, plus the plausibility penalty."""
         z = np.atleast_2d(z)
-        flat = self.store.call(TAG_SIM, z, lambda zz: np.concatenate(self.problem.simulate(self.to_model(zz)), axis=1))
+        y = self.store.call(TAG_SSR, z, self._ssr_and_status)
+        return self.problem.nll_from_ssr(y[:, :-2]) + self.penalty_weight * y[:, -1]
+
+    def _sims(self, z: np.ndarray) -> np.ndarray:
+        return self.store.call(TAG_SIM, np.atleast_2d(z), self._sims_and_status)
+
+    def simulate(self, z: np.ndarray, *, implausible: bool = False) -> list[np.ndarray]:
+        """Each target's simulated values per row of z; rows that leave the plausible ranges
+        are NaN unless ``implausible``."""
+        y = self._sims(z)
+        flat = y[:, :-2]
+        if not implausible:
+            flat = np.where(y[:, -1:] > 0, np.nan, flat)
         return np.split(flat, np.cumsum(self.widths)[:-1], axis=1)
 
     def scaled(self, z: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
-        return self.problem.scaled_residuals(self.simulate(z), sigmas)
+        """Scaled residuals (the Gauss-Newton form) with a last column for the plausibility
+        penalty, sqrt(2 w) x exceedance: smooth, so least squares is led back inside."""
+        y = self._sims(z)
+        sims = np.split(y[:, :-2], np.cumsum(self.widths)[:-1], axis=1)
+        penalty = math.sqrt(2 * self.penalty_weight) * y[:, -1:]
+        return np.column_stack([self.problem.scaled_residuals(sims, sigmas), penalty])
+
+    def rejections(self) -> tuple[int, int, dict[str, int]]:
+        """Over every candidate evaluated so far: how many, how many went non-finite, and how
+        many were penalised for leaving each plausible range (by the range they left first)."""
+        names = [r.name for r in self.problem.ranges]
+        evaluated, nonfinite, by_range = 0, 0, {}
+        for tag, _, y in self.store.records:
+            if tag not in (TAG_SSR, TAG_SIM):
+                continue
+            status = y[:, -2]
+            evaluated += status.size
+            nonfinite += int(np.sum(status < 0))
+            for code in np.unique(status[status > 0]).astype(int):
+                name = names[code - 1] if code <= len(names) else "a plausible range"
+                by_range[name] = by_range.get(name, 0) + int(np.sum(status == code))
+        return evaluated, nonfinite, dict(sorted(by_range.items(), key=lambda kv: -kv[1]))
 
     def residual_and_jacobian(self, z: np.ndarray, sigmas: np.ndarray, rel_step: float = 1e-6):
         """Scaled residuals and forward-difference Jacobians at each row of z: one ensemble run."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from pysd_runner import CrisisError, run_ensemble
+from pysd_runner import CrisisError, load_plausible, run_ensemble
 
 from . import transforms
 from .data import load_series, select
@@ -36,6 +36,10 @@ from .spec import AR1_ERRORS, LOG_ERRORS, CalibrationSpec, Observation
 #: Negative log-likelihood given to members whose run went non-finite: worse than any
 #: finite fit, but finite, so optimisers can compare and move away from them.
 PENALTY = 1e12
+#: Negative log-likelihood added per unit of a member's exceedance of its model's plausible
+#: ranges (the distance outside, as a fraction of the range's width): an exact (L1) penalty,
+#: so a fit whose data would pull it out of a plausible economy stops at the range instead.
+PLAUSIBILITY_WEIGHT = 1e4
 #: Largest |rho| of an AR(1) error model (rho = 1 is a random walk, with no stationary scale).
 MAX_RHO = 0.99
 
@@ -158,19 +162,61 @@ class Problem:
         """Model values at each target's times (fit then hold-out) for a batch of parameter rows.
 
         ``values`` is (members, parameters) in model units. Returns one (members, times)
-        array per target; rows of members that went non-finite are NaN.
+        array per target, through each observation's measurement equation; rows of members
+        that went non-finite are NaN.
+        """
+        return self.simulate_with_status(values)[0]
+
+    @property
+    def ranges(self) -> list:
+        """The model's plausible ranges (plausible.toml beside it), which every candidate must keep."""
+        return load_plausible(self.spec.model)
+
+    def simulate_with_status(self, values: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """:meth:`simulate`, a status per member and how far each member left the model's
+        plausible ranges.
+
+        The status is 0 for a member within every range, -1 for one that went non-finite and
+        k > 0 for one that left the k-th range of :attr:`ranges` first. The exceedance is the
+        largest distance outside any range over the run (fit and hold-out), as a fraction of
+        that range's width (0 within every range): the likelihood's penalty grows with it
+        (:data:`PLAUSIBILITY_WEIGHT`), so optimisers are led back into plausible economies
+        instead of meeting a flat wall.
         """
         values = np.atleast_2d(np.asarray(values, dtype=float))
-        samples = {p.py_name: values[:, j] for j, p in enumerate(self.parameters)}
-        ds = run_ensemble(self.spec.model, samples, params=self.spec.fixed or None, variables=self.variables,
+        samples = {p.py_name: values[:, j] for j, p in enumerate(self.parameters) if p.is_model}
+        ranges = self.ranges
+        wanted = sorted(set(self.variables) | {r.py_name for r in ranges})
+        ds = run_ensemble(self.spec.model, samples, params=self.spec.fixed or None, variables=wanted,
                           scenario=self.spec.scenario, seed=self.spec.seed, **self.settings)
         calendar = self.spec.origin + (ds["time"].values - self.t0)
         ok = ds["ok"].values
+        status = np.where(ok, 0.0, -1.0)
+        exceedance = np.zeros(values.shape[0])
+        first = np.full(values.shape[0], np.inf)
+        for k, r in enumerate(ranges):
+            v = ds[r.py_name].values.reshape(values.shape[0], calendar.size, -1)
+            with np.errstate(invalid="ignore"):
+                distance = np.maximum(v - r.high, r.low - v).max(axis=2) / (r.high - r.low)
+            outside = ok[:, None] & (distance > 0)
+            left = outside.any(axis=1)
+            exceedance = np.where(left, np.maximum(exceedance, np.where(outside, distance, 0).max(axis=1)),
+                                  exceedance)
+            when = np.where(left, calendar[np.argmax(outside, axis=1)], np.inf)
+            status = np.where(left & (when < first), k + 1.0, status)
+            first = np.minimum(first, when)
         out = []
         for target in self.targets:
-            da = xr.DataArray(ds[target.observation.variable].values, dims=("run", "time"),
-                              coords={"time": calendar}, name=target.observation.variable)
-            da = transforms.apply(da, target.observation.model_transform)
+            obs = target.observation
+            da = xr.DataArray(ds[obs.variable].values, dims=("run", "time"),
+                              coords={"time": calendar}, name=obs.variable)
+            da = transforms.apply(da, obs.model_transform)
+            scale = np.full(values.shape[0], obs.scale)
+            offset = np.full(values.shape[0], obs.offset)
+            for j, p in enumerate(self.parameters):
+                if p.observation == obs.name:
+                    (scale if p.kind == "scale" else offset)[:] = values[:, j]
+            da = da * scale[:, None] + offset[:, None]
             grid = da["time"].values
             times = target.times
             position = np.searchsorted(grid, times - 1e-9)
@@ -181,7 +227,7 @@ class Problem:
                 sim = np.stack([np.interp(times, grid, row, left=np.nan, right=np.nan) for row in da.values])
             sim = np.where(ok[:, None], sim, np.nan)
             out.append(sim)
-        return out
+        return out, status, exceedance
 
     # ------------------------------------------------------------------ likelihood pieces
     def residuals(self, simulated: list[np.ndarray], fit_only: bool = True) -> list[np.ndarray]:

@@ -10,6 +10,8 @@ method and the seed. Every error names the file and the key::
     scenario = "good_equilibrium"      # optional
     seed = 1
     countries = ["US", "GB"]           # optional: one fit per country, stacked along `country`
+    plausibility = "penalise"          # candidates leaving the model's plausible.toml are penalised by
+                                       # their distance outside; "ignore" only counts them
 
     [time]
     origin = 1950                      # calendar year at the model's initial time
@@ -25,6 +27,8 @@ method and the seed. Every error names the file and the key::
 
     [fixed]                            # optional constants held at given values
     "initial debt ratio" = 0.5
+    # ... or taken from a data series at a time (default: time.origin): initial states
+    "initial wage share" = { series = "pwt.labour_share", country = "US", at = 1950 }
 
     [[observations]]
     variable = "wage share"            # model variable (Vensim or Python name)
@@ -37,6 +41,13 @@ method and the seed. Every error names the file and the key::
                                        # "lognormal_ar1": the same residuals with AR(1)
                                        # autocorrelation, estimated per series
     sigma = "estimate"                 # or a number: the error scale
+    # Measurement equation: data = scale * model + offset. Each term is fixed (a number, or
+    # { value = ..., reason = "..." }) or free ({ bounds = [low, high], reason = "..." }).
+    # Anything but scale 1 and offset 0 needs a reason: the known gap between the model's
+    # concept and the data's. A free term is a parameter of the fit (AIC, intervals,
+    # identification), named "scale of NAME" / "offset of NAME".
+    scale = { bounds = [0.5, 1.5], reason = "..." }
+    offset = 0.0
 
     [method]
     name = "differential_evolution"    # least_squares | differential_evolution | mcmc
@@ -76,11 +87,17 @@ AR1_ERRORS = ("ar1", "lognormal_ar1")
 PRIORS = ("uniform", "norm", "lognorm", "truncnorm", "beta", "gamma")
 
 _TOP = {"description", "model", "scenario", "seed", "countries", "time", "parameters", "fixed", "observations",
-        "method", "uncertainty", "checkpoint"}
+        "method", "uncertainty", "checkpoint", "plausibility"}
+#: What a fit does with candidates that leave the model's plausible ranges (plausible.toml).
+PLAUSIBILITY = ("penalise", "ignore")
 _TIME = {"origin", "time_step", "saveper", "fit", "holdout"}
 _PARAMETER = {"bounds", "prior", "log", "initial"}
+_MEASUREMENT = {"bounds", "prior", "log", "initial", "value", "reason"}
+_FIXED_FROM_DATA = {"series", "country", "at", "transform"}
 _OBSERVATION = {"variable", "series", "country", "transform", "model_transform", "weight", "error", "sigma", "window",
-                "name"}
+                "name", "scale", "offset"}
+#: The terms of a measurement equation and their neutral values.
+MEASUREMENT_TERMS = {"scale": 1.0, "offset": 0.0}
 _METHOD_SETTINGS = {
     "least_squares": {"n_starts", "max_nfev", "ftol", "xtol", "gtol", "loss", "diff_step"},
     "differential_evolution": {"popsize", "maxiter", "tol", "atol", "mutation", "recombination", "strategy", "polish",
@@ -93,9 +110,10 @@ _CHECKPOINT = {"interval"}
 
 @dataclass(frozen=True)
 class FreeParameter:
-    """A constant the fit may move: its bounds, prior and scale."""
+    """A value the fit may move: a model constant, or a term of an observation's measurement
+    equation (``kind`` "scale" or "offset", ``observation`` its name), with bounds, prior and scale."""
 
-    name: str          # Vensim name
+    name: str          # Vensim name, or "scale of NAME" / "offset of NAME"
     py_name: str
     lower: float
     upper: float
@@ -103,6 +121,13 @@ class FreeParameter:
     prior: dict = field(default_factory=lambda: {"dist": "uniform"})
     initial: float | None = None
     units: str = ""
+    kind: str = "model"             # "model", "scale" or "offset"
+    observation: str | None = None  # the observation a measurement term belongs to
+    reason: str = ""                # why a measurement term is needed
+
+    @property
+    def is_model(self) -> bool:
+        return self.kind == "model"
 
     def to_internal(self, values):
         """Model values -> optimiser coordinates (log for log-scale parameters)."""
@@ -132,6 +157,9 @@ class Observation:
     error: str = "normal"
     sigma: float | None = None   # None: estimated
     window: tuple[float, float] | None = None
+    scale: float = 1.0           # the measurement equation's fixed terms (free ones are parameters)
+    offset: float = 0.0
+    reasons: dict = field(default_factory=dict)   # term -> why it is there
 
 
 @dataclass
@@ -159,6 +187,8 @@ class CalibrationSpec:
     base_dir: Path = field(default_factory=Path.cwd)
     checkpoint_interval: float = 5.0
     raw: dict = field(default_factory=dict)
+    fixed_sources: dict = field(default_factory=dict)  # constant -> where a value taken from data came from
+    plausibility: str = "penalise"
 
     @property
     def where(self) -> str:
@@ -167,6 +197,10 @@ class CalibrationSpec:
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.parameters]
+
+    @property
+    def model_parameters(self) -> list[FreeParameter]:
+        return [p for p in self.parameters if p.is_model]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -355,27 +389,7 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
         _unknown_keys(entry, _PARAMETER, where, key)
         if "bounds" not in entry:
             raise _fail(where, f"{key}.bounds", "is required: [low, high]")
-        bounds = entry["bounds"]
-        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
-            raise _fail(where, f"{key}.bounds", f"must be a pair [low, high]; got {bounds!r}")
-        lower, upper = (_number(b, where, f"{key}.bounds") for b in bounds)
-        if not lower < upper:
-            raise _fail(where, f"{key}.bounds", f"are reversed or empty: low {lower:g} must be below high {upper:g}")
-        lo, hi = element.limits
-        if (lo is not None and lower < lo) or (hi is not None and upper > hi):
-            raise _fail(where, f"{key}.bounds",
-                        f"[{lower:g}, {upper:g}] leave the Vensim range {element.range_text} of '{element.name}'")
-        log = entry.get("log", False)
-        if not isinstance(log, bool):
-            raise _fail(where, f"{key}.log", f"must be true or false; got {log!r}")
-        if log and lower <= 0:
-            raise _fail(where, f"{key}.log", f"a log-scale parameter needs positive bounds; got low {lower:g}")
-        start = entry.get("initial")
-        if start is not None:
-            start = _number(start, where, f"{key}.initial")
-            if not lower <= start <= upper:
-                raise _fail(where, f"{key}.initial", f"{start:g} is outside the bounds [{lower:g}, {upper:g}]")
-        prior = _prior(entry.get("prior"), where, f"{key}.prior", lower, upper)
+        lower, upper, log, start, prior = _free_value(entry, where, key, element)
         if any(p.py_name == element.py_name for p in free):
             raise _fail(where, key, f"'{element.name}' is given twice")
         free.append(FreeParameter(element.name, element.py_name, lower, upper, log, prior, start, element.units))
@@ -383,7 +397,7 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
     fixed = raw.get("fixed", {})
     if not isinstance(fixed, Mapping):
         raise _fail(where, "fixed", "must be a table of constant = value")
-    fixed_resolved = {}
+    fixed_resolved, fixed_sources = {}, {}
     for name, value in fixed.items():
         try:
             element = model.resolve(name, kinds=("constant",), role="constant")
@@ -391,6 +405,12 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
             raise _fail(where, f"fixed.{name}", str(exc)) from None
         if any(p.py_name == element.py_name for p in free):
             raise _fail(where, f"fixed.{name}", f"'{element.name}' is also a free parameter")
+        if isinstance(value, Mapping):
+            value, fixed_sources[element.name] = _value_from_data(value, where, f"fixed.{name}", base, origin)
+            lo, hi = element.limits
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise _fail(where, f"fixed.{name}", f"the data give {value:g} ({fixed_sources[element.name]}), "
+                                                    f"outside the Vensim range {element.range_text} of '{element.name}'")
         fixed_resolved[element.name] = _number(value, where, f"fixed.{name}")
 
     # countries
@@ -443,11 +463,24 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
             raise _fail(where, f"{key}.name", f"must be a string; got {label!r}")
         if any(o.name == label for o in obs):
             label = f"{label}~{element.py_name}"
+        terms, reasons = {}, {}
+        for term, neutral in MEASUREMENT_TERMS.items():
+            parsed = _measurement_term(entry.get(term, neutral), neutral, where, f"{key}.{term}", term, label)
+            if isinstance(parsed, FreeParameter):
+                if any(p.name == parsed.name for p in free):
+                    raise _fail(where, f"{key}.{term}", f"'{parsed.name}' is given twice; name the observations apart")
+                free.append(parsed)
+                terms[term], reasons[term] = neutral, parsed.reason
+            else:
+                terms[term], reason = parsed
+                if reason:
+                    reasons[term] = reason
         obs.append(Observation(
             name=label, variable=element.py_name, variable_long_name=element.name, series=series,
             country=country, transform=_steps(entry.get("transform"), where, f"{key}.transform"),
             model_transform=_steps(entry.get("model_transform"), where, f"{key}.model_transform"),
-            weight=weight, error=error, sigma=sigma, window=window,
+            weight=weight, error=error, sigma=sigma, window=window, scale=terms["scale"], offset=terms["offset"],
+            reasons=reasons,
         ))
         if isinstance(series, str) and not series.startswith(("fred:", "csv:")):
             from .data import catalogue
@@ -499,10 +532,111 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise _fail(where, "description", "must be a string")
+    plausibility = raw.get("plausibility", "penalise")
+    if plausibility not in PLAUSIBILITY:
+        raise _fail(where, "plausibility", f"must be one of {', '.join(PLAUSIBILITY)}; got {plausibility!r}"
+                    + "." + did_you_mean(str(plausibility), PLAUSIBILITY))
     return CalibrationSpec(
         model=model, parameters=free, observations=obs, fit=fit, holdout=holdout, origin=origin,
         time_step=time_step, saveper=saveper, scenario=scenario, fixed=fixed_resolved, method=name,
         settings=settings, uncertainty=u_method, uncertainty_settings=u_settings,
         seed=_seed(raw.get("seed") if seed is None else seed, where), countries=countries,
         description=description, path=path, base_dir=base, checkpoint_interval=interval, raw=raw,
+        fixed_sources=fixed_sources, plausibility=plausibility,
     )
+
+
+def _free_value(entry: Mapping, where: str, key: str, element=None, *, positive: bool = False):
+    """Bounds, log scale, starting value and prior of a free value (a constant or a measurement term)."""
+    bounds = entry["bounds"]
+    if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+        raise _fail(where, f"{key}.bounds", f"must be a pair [low, high]; got {bounds!r}")
+    lower, upper = (_number(b, where, f"{key}.bounds") for b in bounds)
+    if not lower < upper:
+        raise _fail(where, f"{key}.bounds", f"are reversed or empty: low {lower:g} must be below high {upper:g}")
+    if element is not None:
+        lo, hi = element.limits
+        if (lo is not None and lower < lo) or (hi is not None and upper > hi):
+            raise _fail(where, f"{key}.bounds",
+                        f"[{lower:g}, {upper:g}] leave the Vensim range {element.range_text} of '{element.name}'")
+    if positive and lower <= 0:
+        raise _fail(where, f"{key}.bounds", f"a scale must stay above zero; got [{lower:g}, {upper:g}]")
+    log = entry.get("log", False)
+    if not isinstance(log, bool):
+        raise _fail(where, f"{key}.log", f"must be true or false; got {log!r}")
+    if log and lower <= 0:
+        raise _fail(where, f"{key}.log", f"a log-scale value needs positive bounds; got low {lower:g}")
+    start = entry.get("initial")
+    if start is not None:
+        start = _number(start, where, f"{key}.initial")
+        if not lower <= start <= upper:
+            raise _fail(where, f"{key}.initial", f"{start:g} is outside the bounds [{lower:g}, {upper:g}]")
+    prior = _prior(entry.get("prior"), where, f"{key}.prior", lower, upper)
+    return lower, upper, log, start, prior
+
+
+def _value_from_data(entry: Mapping, where: str, key: str, base: Path, origin: float) -> tuple[float, str]:
+    """A constant read off a data series at one time (an initial state from the data)."""
+    from . import transforms
+    from .data import load_series
+
+    _unknown_keys(entry, _FIXED_FROM_DATA, where, key)
+    series = entry.get("series")
+    if not isinstance(series, str):
+        raise _fail(where, f"{key}.series", f"is required: a catalogue name, fred:ID or csv:PATH; got {series!r}")
+    country = entry.get("country")
+    if country is not None and not isinstance(country, str):
+        raise _fail(where, f"{key}.country", f"must be a country code; got {country!r}")
+    at = _number(entry.get("at", origin), where, f"{key}.at")
+    try:
+        data = load_series(series, country=country, base_dir=base)
+        data = transforms.apply(data, _steps(entry.get("transform"), where, f"{key}.transform"))
+    except SpecError:
+        raise
+    except CrisisError as exc:
+        raise _fail(where, f"{key}.series", str(exc)) from None
+    if "country" in data.dims:
+        raise _fail(where, f"{key}.country", f"series '{series}' is a panel; give a country")
+    times = data["time"].values.astype(float)
+    hit = np.flatnonzero(np.isclose(times, at, atol=1e-6) & np.isfinite(data.values.astype(float)))
+    if hit.size == 0:
+        raise _fail(where, f"{key}.at", f"series '{series}' has no value at {at:g} (it spans "
+                                        f"{times.min():g}-{times.max():g}); give at = a time it has")
+    value = float(data.values[hit[0]])
+    source = f"{series}{' ' + country if country else ''} at {at:g}"
+    return value, source
+
+
+def _measurement_term(value, neutral: float, where: str, key: str, term: str, label: str):
+    """A measurement term: (fixed value, reason) or a FreeParameter. Anything but the neutral
+    value needs a reason, the known gap between the model's concept and the data's."""
+    if not isinstance(value, Mapping):
+        number = _number(value, where, key)
+        if number != neutral:
+            raise _fail(where, key, f"{number:g} needs a reason: write {{ value = {number:g}, reason = \"...\" }} "
+                                    "saying which gap between the model's concept and the data's it stands for")
+        return number, ""
+    _unknown_keys(value, _MEASUREMENT, where, key)
+    reason = value.get("reason", "")
+    if not isinstance(reason, str):
+        raise _fail(where, f"{key}.reason", f"must be a string; got {reason!r}")
+    if "bounds" in value and "value" in value:
+        raise _fail(where, key, "give either value (fixed) or bounds (free), not both")
+    if "bounds" not in value:
+        extra = set(value) - {"value", "reason"}
+        if extra:
+            raise _fail(where, key, f"{', '.join(sorted(extra))} only apply to a free term (with bounds)")
+        number = _number(value.get("value", neutral), where, f"{key}.value")
+        if term == "scale" and number == 0:
+            raise _fail(where, f"{key}.value", "a scale of 0 would compare the data with a constant")
+        if number != neutral and not reason.strip():
+            raise _fail(where, f"{key}.reason", "is required: which gap between the model's concept and the data's "
+                                                f"makes {term} = {number:g} necessary")
+        return number, reason.strip()
+    if not reason.strip():
+        raise _fail(where, f"{key}.reason", f"is required for a free {term}: which gap between the model's concept "
+                                            "and the data's it stands for")
+    lower, upper, log, start, prior = _free_value(value, where, key, positive=term == "scale")
+    name = f"{term} of {label}"
+    return FreeParameter(name, name, lower, upper, log, prior, start, "1" if term == "scale" else "",
+                         kind=term, observation=label, reason=reason.strip())

@@ -8,7 +8,11 @@ sum to one (population standard deviations s, correlation r of simulated S and a
 Theil's inequality coefficient is U = RMSE / (sqrt(mean(S^2)) + sqrt(mean(A^2))).
 
 On a hold-out window the model's RMSE is also compared with a naive persistence forecast
-(the last observation before the window, held constant): a ratio below 1 beats it.
+(the last observation before the window, held constant): a ratio below 1 beats it. On the
+fit window its sum of squared residuals is compared with that of a straight line fitted to
+the series: a measurement equation with a free scale and offset alone can bring R^2 to 0 or
+above, so beating a fitted trend (ratio below 1) is the test that the model's dynamics
+explain something.
 
 R^2 = 1 - SSR/SST compares the model with the series' own mean: below 0, the model is a
 worse description of the window than that flat line.
@@ -25,7 +29,7 @@ import math
 
 import numpy as np
 
-__all__ = ["fit_statistics", "STATISTICS"]
+__all__ = ["fit_statistics", "persistence_rmse", "linear_trend_ssr", "STATISTICS"]
 
 STATISTICS = ("n", "rmse", "mape", "r2", "theil_u", "theil_um", "theil_us", "theil_uc", "rho1", "n_eff")
 
@@ -92,3 +96,12 @@ def persistence_rmse(last_value: float, actual) -> float:
     if a.size == 0 or not math.isfinite(last_value):
         return math.nan
     return math.sqrt(float(np.mean((a - last_value) ** 2)))
+
+
+def linear_trend_ssr(times: np.ndarray, values: np.ndarray) -> float:
+    """Sum of squared residuals of the least-squares straight line through a series."""
+    times, values = np.asarray(times, dtype=float), np.asarray(values, dtype=float)
+    if values.size < 3:
+        return math.nan
+    coefficients = np.polyfit(times - times.mean(), values, 1)
+    return float(np.sum((np.polyval(coefficients, times - times.mean()) - values) ** 2))

@@ -230,7 +230,7 @@ def bootstrap(obj: Objective, fit: Fit, level: float, rng: np.random.Generator, 
     scaled_best = obj.scaled(fit.z[None, :], fit.sigmas)[0]
     # Resample residuals per series (in blocks), then express each replicate as an offset of
     # the scaled residual vector: a replicate's residual = model - (fitted + e*) = r(z) - (r_best - e*_scaled).
-    offsets = np.empty((n_bootstrap, scaled_best.size))
+    offsets = np.zeros((n_bootstrap, scaled_best.size))  # the last column, the plausibility penalty, stays
     start = 0
     for target, sim, sigma in zip(problem.targets, simulated, fit.sigmas):
         n = target.fit_times.size

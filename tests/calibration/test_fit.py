@@ -158,7 +158,8 @@ def test_countries_give_a_country_dim(goodwin):
         panels.append(data.expand_dims(country=[code]))
     panel = xr.concat(panels, dim="country").transpose("time", "country")
     spec = {
-        "model": goodwin, "seed": 1, "countries": list(truths),
+        # Goodwin at these slopes overshoots full employment (plausible.toml): not this test's subject.
+        "model": goodwin, "seed": 1, "countries": list(truths), "plausibility": "ignore",
         "time": {"origin": 1950, "time_step": 0.1, "fit": [1950, 1980]},
         "parameters": {"phillips slope": {"bounds": [0.8, 2.0]}},
         "observations": [{"variable": "wage share", "series": panel.rename("wage_share")}],
