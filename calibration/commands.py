@@ -113,7 +113,10 @@ def _plausibility_lines(part) -> list[str]:
                      f"plausible ranges and were penalised" + (f" (first exit: {listed})" if listed else "")
                      + f", and {nonfinite:,} went non-finite and were rejected")
     best = str(part["opt_best_implausible"].values) if "opt_best_implausible" in part else ""
-    if best:
+    if best.startswith("along the edge: "):
+        lines.append(f"  The best estimate runs along the edge of a plausible range, which holds it there: "
+                     f"{best.removeprefix('along the edge: ')}.")
+    elif best:
         lines.append(f"  The best estimate itself leaves a plausible range: {best}. Read the fit with care.")
     return lines
 

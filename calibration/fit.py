@@ -45,6 +45,9 @@ from .statistics import STATISTICS, fit_statistics, linear_trend_ssr, persistenc
 __all__ = ["calibrate"]
 
 BAND_DRAWS = 200
+#: A best estimate outside a plausible range by less than this fraction of the range's width
+#: runs along its edge (the penalty's tolerance, see calibration.problem.PLAUSIBILITY_WEIGHT).
+EDGE = 1e-3
 
 
 def _toolkit_version() -> str:
@@ -258,31 +261,17 @@ def _fit_one(spec: CalibrationSpec, problem: Problem, store: Store, seed_sequenc
     band_sims = obj.simulate(obj.to_internal(draws))
     best_sims = obj.simulate(fit.z[None, :], implausible=True)
     best_exit = ""
-    if obj.exceedance(fit.z[None, :])[0] > 0:
-        best_exit = _first_exit(spec, obj.to_model(fit.z[None, :])[0], obj.parameters, problem)
-        warnings.warn(f"the best estimate leaves the model's plausible ranges: {best_exit}; the data pull the fit "
-                      "towards an implausible economy (see the model's plausible.toml)", CalibrationWarning,
-                      stacklevel=2)
+    exceedance = float(obj.exceedance(fit.z[None, :])[0])
+    if exceedance > 0:
+        best_exit = problem.first_exit(obj.to_model(fit.z[None, :])[0])
+        if exceedance > EDGE or obj.penalty_weight == 0:
+            warnings.warn(f"the best estimate leaves the model's plausible ranges: {best_exit}; the data pull the fit "
+                          "towards an implausible economy (see the model's plausible.toml)", CalibrationWarning,
+                          stacklevel=2)
+        else:
+            # Within the penalty's tolerance: the fit runs along the edge of the range.
+            best_exit = f"along the edge: {best_exit}"
     return _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, best_exit)
-
-
-def _first_exit(spec, values, parameters, problem) -> str:
-    """Where one run leaves its model's plausible ranges, as the runner reports it."""
-    from pysd_runner import run_ensemble
-
-    samples = {p.py_name: np.array([v]) for p, v in zip(parameters, values) if p.is_model}
-    ds = run_ensemble(spec.model, samples, params=spec.fixed or None, variables=problem.variables,
-                      scenario=spec.scenario, seed=spec.seed, **problem.settings)
-    text = str(ds["implausible"].values[0]) if "implausible" in ds else ""
-    if text and "at time " in text:
-        # Say the time in calendar years, as the fit does.
-        head, _, rest = text.partition("at time ")
-        when, _, tail = rest.partition(" ")
-        try:
-            text = f"{head}in {spec.origin + float(when) - problem.t0:g} {tail}"
-        except ValueError:
-            pass
-    return text
 
 
 def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, best_exit="") -> xr.Dataset:

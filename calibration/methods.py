@@ -79,7 +79,7 @@ class Objective:
         """The negative log-likelihood, plus the plausibility penalty."""
         z = np.atleast_2d(z)
         y = self.store.call(TAG_SSR, z, self._ssr_and_status)
-        return self.problem.nll_from_ssr(y[:, :-2]) + self.penalty_weight * y[:, -1]
+        return self.problem.nll_from_ssr(y[:, :-2]) + self.penalty_weight * y[:, -1] ** 2
 
     def _sims(self, z: np.ndarray) -> np.ndarray:
         return self.store.call(TAG_SIM, np.atleast_2d(z), self._sims_and_status)
@@ -95,7 +95,7 @@ class Objective:
 
     def scaled(self, z: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
         """Scaled residuals (the Gauss-Newton form) with a last column for the plausibility
-        penalty, sqrt(2 w) x exceedance: smooth, so least squares is led back inside."""
+        penalty, sqrt(2 w) x exceedance, so that half their sum of squares is :meth:`nll`'s penalty."""
         y = self._sims(z)
         sims = np.split(y[:, :-2], np.cumsum(self.widths)[:-1], axis=1)
         penalty = math.sqrt(2 * self.penalty_weight) * y[:, -1:]

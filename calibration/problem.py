@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from pysd_runner import CrisisError, load_plausible, run_ensemble
+from pysd_runner import CrisisError, load_plausible, member_exits, run_ensemble
 
 from . import transforms
 from .data import load_series, select
@@ -36,10 +36,13 @@ from .spec import AR1_ERRORS, LOG_ERRORS, CalibrationSpec, Observation
 #: Negative log-likelihood given to members whose run went non-finite: worse than any
 #: finite fit, but finite, so optimisers can compare and move away from them.
 PENALTY = 1e12
-#: Negative log-likelihood added per unit of a member's exceedance of its model's plausible
-#: ranges (the distance outside, as a fraction of the range's width): an exact (L1) penalty,
-#: so a fit whose data would pull it out of a plausible economy stops at the range instead.
-PLAUSIBILITY_WEIGHT = 1e4
+#: Weight w of the plausibility penalty w x e^2 added to the negative log-likelihood, where e is
+#: how far a member leaves its model's plausible ranges (the distance outside, as a fraction of
+#: the range's width). Quadratic, so the likelihood stays smooth and least squares, DE and the
+#: profile intervals all minimise the same function (its Gauss-Newton form is one residual,
+#: sqrt(2 w) e); heavy, so a fit whose data pull it out of a plausible economy stops within
+#: about 1e-3 of the range's width outside it.
+PLAUSIBILITY_WEIGHT = 1e7
 #: Largest |rho| of an AR(1) error model (rho = 1 is a random walk, with no stationary scale).
 MAX_RHO = 0.99
 
@@ -169,8 +172,24 @@ class Problem:
 
     @property
     def ranges(self) -> list:
-        """The model's plausible ranges (plausible.toml beside it), which every candidate must keep."""
-        return load_plausible(self.spec.model)
+        """The plausible ranges every candidate must keep: the model's (plausible.toml beside
+        it), with the spec's own [plausible] ranges in place of those of the same variable."""
+        own = {r.py_name: r for r in self.spec.plausible}
+        model = [own.pop(r.py_name, r) for r in load_plausible(self.spec.model)]
+        return model + list(own.values())
+
+    def first_exit(self, values: np.ndarray) -> str:
+        """Where the run at one parameter row first leaves a plausible range ("" if never),
+        in calendar years."""
+        values = np.atleast_2d(np.asarray(values, dtype=float))[:1]
+        samples = {p.py_name: values[:, j] for j, p in enumerate(self.parameters) if p.is_model}
+        ranges = self.ranges
+        ds = run_ensemble(self.spec.model, samples, params=self.spec.fixed or None,
+                          variables=sorted({r.py_name for r in ranges}), scenario=self.spec.scenario,
+                          seed=self.spec.seed, **self.settings)
+        calendar = self.spec.origin + (ds["time"].values - self.t0)
+        exits = member_exits(calendar, {r.py_name: ds[r.py_name].values for r in ranges}, ranges)[0]
+        return exits[0]["text"].replace(" at time ", " in ") if exits else ""
 
     def simulate_with_status(self, values: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """:meth:`simulate`, a status per member and how far each member left the model's

@@ -13,6 +13,9 @@ method and the seed. Every error names the file and the key::
     plausibility = "penalise"          # candidates leaving the model's plausible.toml are penalised by
                                        # their distance outside; "ignore" only counts them
 
+    [plausible]                        # optional: narrower ranges for this fit (as in plausible.toml)
+    "debt ratio" = { range = [0, 1.5], why = "US business debt stayed within 0.3-0.8 of output" }
+
     [time]
     origin = 1950                      # calendar year at the model's initial time
     time_step = 0.03125                # optional overrides of the model's time settings
@@ -87,7 +90,7 @@ AR1_ERRORS = ("ar1", "lognormal_ar1")
 PRIORS = ("uniform", "norm", "lognorm", "truncnorm", "beta", "gamma")
 
 _TOP = {"description", "model", "scenario", "seed", "countries", "time", "parameters", "fixed", "observations",
-        "method", "uncertainty", "checkpoint", "plausibility"}
+        "method", "uncertainty", "checkpoint", "plausibility", "plausible"}
 #: What a fit does with candidates that leave the model's plausible ranges (plausible.toml).
 PLAUSIBILITY = ("penalise", "ignore")
 _TIME = {"origin", "time_step", "saveper", "fit", "holdout"}
@@ -189,6 +192,7 @@ class CalibrationSpec:
     raw: dict = field(default_factory=dict)
     fixed_sources: dict = field(default_factory=dict)  # constant -> where a value taken from data came from
     plausibility: str = "penalise"
+    plausible: list = field(default_factory=list)  # PlausibleRange: the spec's own ranges
 
     @property
     def where(self) -> str:
@@ -532,6 +536,7 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise _fail(where, "description", "must be a string")
+    plausible = _plausible(raw.get("plausible", {}), model, where)
     plausibility = raw.get("plausibility", "penalise")
     if plausibility not in PLAUSIBILITY:
         raise _fail(where, "plausibility", f"must be one of {', '.join(PLAUSIBILITY)}; got {plausibility!r}"
@@ -542,8 +547,34 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
         settings=settings, uncertainty=u_method, uncertainty_settings=u_settings,
         seed=_seed(raw.get("seed") if seed is None else seed, where), countries=countries,
         description=description, path=path, base_dir=base, checkpoint_interval=interval, raw=raw,
-        fixed_sources=fixed_sources, plausibility=plausibility,
+        fixed_sources=fixed_sources, plausibility=plausibility, plausible=plausible,
     )
+
+
+def _plausible(table, model, where: str) -> list:
+    """The spec's own plausible ranges: for this fit, narrower than (or beside) plausible.toml."""
+    from pysd_runner import PlausibleRange
+
+    if not isinstance(table, Mapping):
+        raise _fail(where, "plausible", "must be a table of variable = { range = [low, high], why = \"...\" }")
+    out = []
+    for name, entry in table.items():
+        key = f"plausible.{name}"
+        if not isinstance(entry, Mapping):
+            entry = {"range": entry}
+        _unknown_keys(entry, {"range", "why"}, where, key)
+        why = entry.get("why", "")
+        if not isinstance(why, str) or not why.strip():
+            raise _fail(where, f"{key}.why", "is required: why no run of this fit should leave the range")
+        low, high = _pair(entry.get("range"), where, f"{key}.range")
+        if not low < high:
+            raise _fail(where, f"{key}.range", f"needs low < high; got [{low:g}, {high:g}]")
+        try:
+            element = model.resolve(name, kinds=("stock", "flow", "auxiliary"), role="variable")
+        except CrisisError as exc:
+            raise _fail(where, key, str(exc)) from None
+        out.append(PlausibleRange(element.name, element.py_name, low, high, why.strip()))
+    return out
 
 
 def _free_value(entry: Mapping, where: str, key: str, element=None, *, positive: bool = False):

@@ -31,6 +31,7 @@ _EXPORTS = {
     "ImplausibleWarning": "plausible",
     "load_plausible": "plausible",
     "PlausibleRange": "plausible",
+    "member_exits": "plausible",
     "run_ensemble": "ensemble",
     "VectorisationWarning": "ensemble",
     "ExecutorError": "ensemble",

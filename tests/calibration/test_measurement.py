@@ -145,10 +145,12 @@ def test_candidates_leaving_plausible_ranges_are_penalised_and_counted(goodwin):
     assert float(ignored["estimate"].sel(param="phillips slope")) == pytest.approx(1.2, rel=0.01)
     assert "employment rate" in str(ignored["opt_best_implausible"].values)
     assert any("leaves the model's plausible ranges" in str(w.message) for w in caught)
-    # Penalised: the estimate moves to where the run stays within [0, 1].
-    assert str(penalised["opt_best_implausible"].values) == ""
+    # Penalised: the estimate moves to where the run stays within [0, 1], or on its edge within
+    # the penalty's tolerance (a thousandth of the range's width).
+    best = str(penalised["opt_best_implausible"].values)
+    assert best == "" or best.startswith("along the edge: ")
     assert float(penalised["estimate"].sel(param="phillips slope")) > 1.2
-    assert np.nanmax(penalised["fitted"].sel(series="employment_rate").values) <= 1.0
+    assert np.nanmax(penalised["fitted"].sel(series="employment_rate").values) <= 1.0 + 1e-3
     for fit in (ignored, penalised):
         by_range = json.loads(fit["opt_n_implausible"].attrs["by_range"])
         assert int(fit["opt_n_implausible"]) == sum(by_range.values()) > 0
