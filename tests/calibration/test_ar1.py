@@ -90,14 +90,15 @@ def _ar1_spec(goodwin, seed, error):
 
 
 def test_autocorrelated_errors_widen_the_intervals_and_keep_their_coverage(goodwin):
-    """With AR(1) noise (rho 0.85, 26 annual points), the AR(1) error model gives wider
-    intervals than independent errors for every data set, and they hold the truth at least
-    as often. (Measured: widths 1.1-1.5 times as wide, both parameters covered in 10 of 12
-    data sets against 9 of 12; the estimated rho is biased low on 26 points, so the widening
-    is smaller than the (1 + rho) / (1 - rho) of a mean.)"""
+    """With AR(1) noise (rho 0.85, 26 annual points), 95% profile intervals under the AR(1)
+    error model hold the truth (both parameters) in at least 18 of 20 data sets, the issue's
+    90%; under independent errors they hold it in 11 of 20 (measured), because they count 26
+    independent points where the residuals hold about 3. The AR(1) intervals are wider for
+    every data set (1.1-1.5 times; the estimated rho is biased low on 26 points, so the
+    widening is smaller than the (1 + rho) / (1 - rho) of a mean)."""
     hits = {"normal": 0, "ar1": 0}
     widths = {"normal": [], "ar1": []}
-    for seed in range(12):
+    for seed in range(20):
         for error in hits:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CalibrationWarning)
@@ -113,7 +114,8 @@ def test_autocorrelated_errors_widen_the_intervals_and_keep_their_coverage(goodw
                 assert np.isnan(fit["error_rho"].values).all()
     ratio = np.array(widths["ar1"]) / np.array(widths["normal"])
     assert (ratio > 1.05).all() and np.median(ratio) > 1.2, ratio
-    assert hits["ar1"] >= 9 and hits["ar1"] >= hits["normal"], hits
+    assert hits["ar1"] >= 18, hits
+    assert hits["normal"] < hits["ar1"], hits
 
 
 def test_ar1_needs_evenly_spaced_data(goodwin):
