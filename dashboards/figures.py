@@ -94,7 +94,8 @@ def units(da: xr.DataArray) -> str:
 def axis_title(da: xr.DataArray, fallback: str | None = None) -> str:
     """``long name (units)``, escaped."""
     name, unit = long_name(da, fallback), units(da)
-    return _esc(f"{name} ({unit})" if unit else name)
+    # "Time (calendar year)" in years needs no second "(year)".
+    return _esc(f"{name} ({unit})" if unit and unit.lower() not in name.lower() else name)
 
 
 def _time_title(ds: xr.Dataset) -> str:
@@ -479,13 +480,22 @@ def fit_figure(fit: xr.Dataset, *, series: Sequence[str] | None = None) -> go.Fi
     for name in chosen:
         label = str(fit["long_name"].sel(series=name).values) if "long_name" in fit.coords else name
         unit = str(fit["units"].sel(series=name).values) if "units" in fit.coords else ""
-        titles.append(f"{label} ({unit})" if unit else label)
+        title = f"{label} ({unit})" if unit else label
+        if "r2" in fit and "period" in fit["r2"].dims:
+            # What the fit achieved, where a reader looks: R2 over the fit window and, when
+            # recorded, the sum of squared residuals against a straight line's.
+            r2 = float(fit["r2"].sel(series=name, period="fit"))
+            title += f": R² {r2:.2f}"
+            if "ssr_ratio_to_trend" in fit and np.isfinite(float(fit["ssr_ratio_to_trend"].sel(series=name))):
+                title += f", {float(fit['ssr_ratio_to_trend'].sel(series=name)):.2f} of a straight line's squared error"
+        titles.append(title)
     fig = make_subplots(rows=len(chosen), cols=1, shared_xaxes=False, subplot_titles=[_esc(t) for t in titles],
                         vertical_spacing=min(0.1, 0.3 / max(1, len(chosen) - 1)) if len(chosen) > 1 else 0.1)
     time = fit["time"].values
     band = "fitted_lower" in fit and "fitted_upper" in fit
-    level = fit.attrs.get("band_level")
-    band_name = f"{float(level):.0%} band" if level is not None else long_name(fit["fitted_lower"], "band") if band else ""
+    level = fit.attrs.get("band_level", fit.attrs.get("level"))
+    band_name = (f"{float(level):.0%} band" if level is not None else long_name(fit["fitted_lower"], "band")) if band \
+        else ""
     holdout = fit.attrs.get("holdout_start")
     for row, name in enumerate(chosen, start=1):
         part = fit.sel(series=name)
@@ -507,9 +517,10 @@ def fit_figure(fit: xr.Dataset, *, series: Sequence[str] | None = None) -> go.Fi
                        row=row, col=1)
         if holdout is not None:
             end = fit.attrs.get("holdout_end", float(time[-1]))
+            # A label on the first panel only (an annotation without text would read "new text").
+            label = {"annotation_text": "hold-out", "annotation_position": "top left"} if first else {}
             fig.add_vrect(x0=float(holdout), x1=float(end), fillcolor="rgba(128,128,128,0.15)", line_width=0,
-                          annotation_text="hold-out" if first else None, annotation_position="top left",
-                          row=row, col=1)
+                          row=row, col=1, **label)
     fig.update_xaxes(title_text=_time_title(fit), row=len(chosen), col=1)
     fig.update_layout(title="Fit against observed data", height=260 * len(chosen) + 140, template="plotly_white",
                       legend={"orientation": "h", "y": -0.12})

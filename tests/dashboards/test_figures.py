@@ -142,6 +142,18 @@ def test_fit_figure_band_observations_and_holdout(fit):
     assert fig.layout.shapes[0].x1 == float(fit["time"].values[-1])
     assert any(t.fill == "tonexty" and t.name == "90% band" for t in fig.data)
     assert [a.text for a in fig.layout.annotations][:2] == ["wage share (Dmnl)", "employment rate (Dmnl)"]
+    # One hold-out label (never plotly's placeholder "new text" on the other panels).
+    labels = [a.text for a in fig.layout.annotations]
+    assert labels.count("hold-out") == 1 and "new text" not in labels
+    # A calibration's fit says its R2 in each panel's title, and its band level in the legend.
+    stats = fit.assign(r2=(("series", "period"), [[0.5, -1.0], [-0.25, 0.1]]),
+                       ssr_ratio_to_trend=("series", [0.8, 1.5])).assign_coords(period=["fit", "holdout"])
+    stats.attrs = {"holdout_start": 20.0, "level": 0.95}
+    titled = figures.fit_figure(stats)
+    texts = [a.text for a in titled.layout.annotations]
+    assert texts[0] == "wage share (Dmnl): R² 0.50, 0.80 of a straight line's squared error"
+    assert texts[1].startswith("employment rate (Dmnl): R² -0.25")
+    assert any(t.name == "95% band" for t in titled.data)
     with pytest.raises(DashboardInputError, match="no variable 'fitted'"):
         figures.fit_figure(fit.drop_vars("fitted"))
 
