@@ -43,20 +43,24 @@ def _plain_objective(problem):
         scenario = load_scenario(spec.scenario, spec.model)
         base.update(scenario.params)
     base.update(spec.fixed)
-    names = [p.name for p in problem.parameters]
     columns = [spec.model.elements[v].name for v in problem.variables]
 
     def objective(z):
         values = np.column_stack([p.to_model(np.atleast_1d(z[j])) for j, p in enumerate(problem.parameters)])[0]
-        params = {**base, **dict(zip(names, values))}
+        # Model constants go to PySD; measurement terms (scale, offset) map its output to the data.
+        params = {**base, **{p.name: v for p, v in zip(problem.parameters, values) if p.is_model}}
+        terms = {(p.observation, p.kind): v for p, v in zip(problem.parameters, values) if not p.is_model}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             frame = plain.run(params=params, return_columns=columns, reload=True, **problem.settings)
         calendar = spec.origin + (frame.index.to_numpy(float) - problem.t0)
         sims = []
         for target in problem.targets:
-            series = frame[spec.model.elements[target.observation.variable].name].to_numpy(float)
+            obs = target.observation
+            series = frame[spec.model.elements[obs.variable].name].to_numpy(float)
+            series = terms.get((obs.name, "scale"), obs.scale) * series + terms.get((obs.name, "offset"), obs.offset)
             sims.append(np.interp(target.times, calendar, series)[None, :])
+        # The plausibility penalty is left out: it costs a few array comparisons per run.
         return float(problem.nll_from_ssr(problem.ssr(sims))[0])
 
     return objective
