@@ -65,7 +65,7 @@ def fit_table(fit) -> list[str]:
                 )
         lines.append(f"  negative log-likelihood {float(part['nll']):.6g}, AIC {float(part['aic']):.6g}")
         lines.extend(_measurement_lines(part))
-        lines.extend(_plausibility_lines(part))
+        lines.extend(_plausibility_lines(part, fit.attrs.get("plausibility", "penalise")))
         lines.extend(_reading_notes(part))
     return lines
 
@@ -94,24 +94,29 @@ def _measurement_lines(part) -> list[str]:
     return lines
 
 
-def _plausibility_lines(part) -> list[str]:
+def _plausibility_lines(part, mode: str = "penalise") -> list[str]:
     if "opt_n_candidates" not in part:
         return []
     import json
 
     evaluated = int(part["opt_n_candidates"])
-    penalised = int(part["opt_n_implausible"])
+    left = int(part["opt_n_implausible"])
     nonfinite = int(part["opt_n_nonfinite"])
-    by_range = json.loads(part["opt_n_implausible"].attrs.get("by_range", "{}"))
+    by_range = json.loads(str(part["opt_implausible_by_range"].values)) if "opt_implausible_by_range" in part else {}
+    ranges = int(part["opt_n_ranges"]) if "opt_n_ranges" in part else None
     lines = []
-    if not penalised and not nonfinite:
-        lines.append(f"  plausibility: all {evaluated:,} candidate parameter sets stayed finite and within the model's "
+    if ranges == 0:
+        lines.append(f"  plausibility: the model declares no plausible ranges (plausible.toml) and the spec none "
+                     f"([plausible]); {nonfinite:,} of {evaluated:,} candidate parameter sets went non-finite")
+    elif not left and not nonfinite:
+        lines.append(f"  plausibility: all {evaluated:,} candidate parameter sets stayed finite and within the "
                      "plausible ranges")
     else:
         listed = ", ".join(f"{name} {count:,}" for name, count in by_range.items())
-        lines.append(f"  plausibility: of {evaluated:,} candidate parameter sets, {penalised:,} left the model's "
-                     f"plausible ranges and were penalised" + (f" (first exit: {listed})" if listed else "")
-                     + f", and {nonfinite:,} went non-finite and were rejected")
+        fate = "were penalised" if mode == "penalise" else "were counted but not penalised (plausibility = \"ignore\")"
+        lines.append(f"  plausibility: of {evaluated:,} candidate parameter sets, {left:,} left a plausible range "
+                     f"and {fate}" + (f" (first exit: {listed})" if listed else "")
+                     + f"; {nonfinite:,} went non-finite and were rejected")
     best = str(part["opt_best_implausible"].values) if "opt_best_implausible" in part else ""
     if best.startswith("along the edge: "):
         lines.append(f"  The best estimate runs along the edge of a plausible range, which holds it there: "

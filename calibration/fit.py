@@ -85,6 +85,11 @@ def _fingerprint(spec: CalibrationSpec, problems: list[Problem], seed: int) -> d
         "method": spec.method,
         "uncertainty": spec.uncertainty,
         "checkpoint_format": 2,  # batches carry each member's status (plausible, non-finite)
+        # What the spec resolves beyond its text: constants read off the data, and the ranges
+        # (plausible.toml and the spec's own) that the penalty uses.
+        "fixed": json.dumps(spec.fixed, sort_keys=True),
+        "ranges": json.dumps([[r.py_name, r.low, r.high] for r in problems[0].ranges]),
+        "plausibility": spec.plausibility,
     }
 
 
@@ -192,6 +197,7 @@ def _attrs(spec: CalibrationSpec, seed: int, store: Store, elapsed: float) -> di
         "holdout_end": float(spec.holdout[1]) if spec.holdout else math.nan,
         "fixed": json.dumps(spec.fixed, sort_keys=True),
         "fixed_from_data": json.dumps(spec.fixed_sources, sort_keys=True),
+        "plausibility": spec.plausibility,
         "objective": "weighted Gaussian negative log-likelihood of residuals over the fit window "
                      "(error scales given or profiled out); candidates that go non-finite are rejected, "
                      "those that leave the model's plausible ranges penalised by their distance outside",
@@ -258,16 +264,17 @@ def _fit_one(spec: CalibrationSpec, problem: Problem, store: Store, seed_sequenc
             draws = draws[band_rng.choice(draws.shape[0], BAND_DRAWS, replace=False)]
     else:
         draws = uncertainty.laplace_draws(obj, fit, band_rng, BAND_DRAWS)
-    band_sims = obj.simulate(obj.to_internal(draws))
+    # Draws that leave the plausible ranges are left out of the bands, unless the spec ignores them.
+    band_sims = obj.simulate(obj.to_internal(draws), implausible=obj.penalty_weight == 0)
     best_sims = obj.simulate(fit.z[None, :], implausible=True)
     best_exit = ""
     exceedance = float(obj.exceedance(fit.z[None, :])[0])
     if exceedance > 0:
         best_exit = problem.first_exit(obj.to_model(fit.z[None, :])[0])
         if exceedance > EDGE or obj.penalty_weight == 0:
-            warnings.warn(f"the best estimate leaves the model's plausible ranges: {best_exit}; the data pull the fit "
-                          "towards an implausible economy (see the model's plausible.toml)", CalibrationWarning,
-                          stacklevel=2)
+            warnings.warn(f"the best estimate leaves a plausible range: {best_exit}; the data pull the fit towards "
+                          "an implausible economy (the ranges are the model's plausible.toml and the spec's "
+                          "[plausible] table)", CalibrationWarning, stacklevel=2)
         else:
             # Within the penalty's tolerance: the fit runs along the edge of the range.
             best_exit = f"along the edge: {best_exit}"
@@ -277,6 +284,7 @@ def _fit_one(spec: CalibrationSpec, problem: Problem, store: Store, seed_sequenc
 def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, best_exit="") -> xr.Dataset:
     params = [p.name for p in obj.parameters]
     series = [t.observation.name for t in problem.targets]
+    nll = float(problem.nll_from_ssr(obj.ssr(fit.z[None, :]))[0])  # the likelihood alone, without the penalty
     times = np.unique(np.concatenate([t.times for t in problem.targets]))
     shape = (len(series), times.size)
     observed, fitted = np.full(shape, np.nan), np.full(shape, np.nan)
@@ -351,14 +359,17 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, be
                               {"long_name": "scale of the measurement equation data = scale * model + offset"}),
         "measurement_offset": ("series", _measurement(problem, obj, fit, "offset"),
                                {"long_name": "offset of the measurement equation data = scale * model + offset"}),
-        "nll": ((), float(fit.nll), {"long_name": "negative log-likelihood at the best estimate"}),
+        "nll": ((), nll, {"long_name": "negative log-likelihood at the best estimate"}),
+        "opt_plausibility_penalty": ((), float(fit.nll) - nll,
+                                     {"long_name": "plausibility penalty at the best estimate (added to nll in the "
+                                                   "optimisation, not in nll, AIC or BIC)"}),
     }
     # Free parameters, estimated error scales and estimated AR(1) coefficients.
     k = obj.dim + sum(t.observation.sigma is None for t in problem.targets) + sum(
         t.observation.error in AR1_ERRORS for t in problem.targets)
     n_points = problem.n_points
-    data_vars["aic"] = ((), 2 * k + 2 * fit.nll, {"long_name": "Akaike information criterion"})
-    data_vars["bic"] = ((), k * math.log(max(n_points, 1)) + 2 * fit.nll,
+    data_vars["aic"] = ((), 2 * k + 2 * nll, {"long_name": "Akaike information criterion"})
+    data_vars["bic"] = ((), k * math.log(max(n_points, 1)) + 2 * nll,
                         {"long_name": "Bayesian information criterion"})
     for name in STATISTICS:
         key = "n_points" if name == "n" else name
@@ -374,8 +385,12 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, be
     data_vars["opt_n_candidates"] = ((), float(evaluated), {"long_name": "parameter sets evaluated"})
     data_vars["opt_n_nonfinite"] = ((), float(nonfinite), {"long_name": "candidates whose run went non-finite"})
     data_vars["opt_n_implausible"] = ((), float(sum(by_range.values())), {
-        "long_name": "candidates penalised for leaving the model's plausible ranges (plausible.toml)",
-        "by_range": json.dumps(by_range)})
+        "long_name": "candidates that left a plausible range (penalised unless the spec's plausibility is "
+                     "'ignore')"})
+    # A variable, not an attr: multi-country fits keep one per country.
+    data_vars["opt_implausible_by_range"] = ((), np.array(json.dumps(by_range), dtype=object), {
+        "long_name": "candidates by the plausible range they left first (JSON)"})
+    data_vars["opt_n_ranges"] = ((), float(len(problem.ranges)), {"long_name": "plausible ranges checked"})
     data_vars["opt_best_implausible"] = ((), np.array(best_exit, dtype=object),
                                          {"long_name": "where the run at the best estimate leaves a plausible range "
                                                        "(empty: it stays within every range)"})

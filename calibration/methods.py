@@ -38,6 +38,7 @@ class Objective:
         self.upper = np.array([p.internal_bounds[1] for p in self.parameters])
         self.widths = np.array([len(t.times) for t in problem.targets])
         self.penalty_weight = PLAUSIBILITY_WEIGHT if problem.spec.plausibility == "penalise" else 0.0
+        self.first_batch = store.position  # this objective's batches start here (one store serves every country)
 
     @property
     def dim(self) -> int:
@@ -102,11 +103,12 @@ class Objective:
         return np.column_stack([self.problem.scaled_residuals(sims, sigmas), penalty])
 
     def rejections(self) -> tuple[int, int, dict[str, int]]:
-        """Over every candidate evaluated so far: how many, how many went non-finite, and how
-        many were penalised for leaving each plausible range (by the range they left first)."""
+        """Over every candidate this objective has evaluated (its own batches, replayed ones
+        included): how many, how many went non-finite, and how many left each plausible range
+        (by the range they left first)."""
         names = [r.name for r in self.problem.ranges]
         evaluated, nonfinite, by_range = 0, 0, {}
-        for tag, _, y in self.store.records:
+        for tag, _, y in self.store.records[self.first_batch:self.store.position]:
             if tag not in (TAG_SSR, TAG_SIM):
                 continue
             status = y[:, -2]

@@ -427,6 +427,11 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
         if len(set(countries)) != len(countries):
             raise _fail(where, "countries", f"lists a country twice: {countries}")
 
+    if countries is not None and fixed_sources:
+        name = next(iter(fixed_sources))
+        raise _fail(where, f"fixed.{name}", "a value read off a data series would hold for every country of "
+                                            "`countries`; give a number, or fit each country with its own spec")
+
     # observations
     observations = raw.get("observations")
     if not isinstance(observations, (list, tuple)) or not observations:

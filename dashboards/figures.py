@@ -481,13 +481,14 @@ def fit_figure(fit: xr.Dataset, *, series: Sequence[str] | None = None) -> go.Fi
         label = str(fit["long_name"].sel(series=name).values) if "long_name" in fit.coords else name
         unit = str(fit["units"].sel(series=name).values) if "units" in fit.coords else ""
         title = f"{label} ({unit})" if unit else label
-        if "r2" in fit and "period" in fit["r2"].dims:
+        r2 = fit["r2"].sel(series=name, period="fit") if "r2" in fit and "period" in fit["r2"].dims else None
+        if r2 is not None and r2.ndim == 0:  # one fit (a multi-country fit has one per country)
             # What the fit achieved, where a reader looks: R2 over the fit window and, when
             # recorded, the sum of squared residuals against a straight line's.
-            r2 = float(fit["r2"].sel(series=name, period="fit"))
-            title += f": R² {r2:.2f}"
-            if "ssr_ratio_to_trend" in fit and np.isfinite(float(fit["ssr_ratio_to_trend"].sel(series=name))):
-                title += f", {float(fit['ssr_ratio_to_trend'].sel(series=name)):.2f} of a straight line's squared error"
+            title += f": R² {float(r2):.2f}"
+            trend = float(fit["ssr_ratio_to_trend"].sel(series=name)) if "ssr_ratio_to_trend" in fit else math.nan
+            if np.isfinite(trend):
+                title += f", {trend:.2f} of a straight line's squared error"
         titles.append(title)
     fig = make_subplots(rows=len(chosen), cols=1, shared_xaxes=False, subplot_titles=[_esc(t) for t in titles],
                         vertical_spacing=min(0.1, 0.3 / max(1, len(chosen) - 1)) if len(chosen) > 1 else 0.1)

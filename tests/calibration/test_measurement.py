@@ -144,7 +144,7 @@ def test_candidates_leaving_plausible_ranges_are_penalised_and_counted(goodwin):
         penalised = calibrate(spec)
     assert float(ignored["estimate"].sel(param="phillips slope")) == pytest.approx(1.2, rel=0.01)
     assert "employment rate" in str(ignored["opt_best_implausible"].values)
-    assert any("leaves the model's plausible ranges" in str(w.message) for w in caught)
+    assert any("leaves a plausible range" in str(w.message) for w in caught)
     # Penalised: the estimate moves to where the run stays within [0, 1], or on its edge within
     # the penalty's tolerance (a thousandth of the range's width).
     best = str(penalised["opt_best_implausible"].values)
@@ -152,7 +152,7 @@ def test_candidates_leaving_plausible_ranges_are_penalised_and_counted(goodwin):
     assert float(penalised["estimate"].sel(param="phillips slope")) > 1.2
     assert np.nanmax(penalised["fitted"].sel(series="employment_rate").values) <= 1.0 + 1e-3
     for fit in (ignored, penalised):
-        by_range = json.loads(fit["opt_n_implausible"].attrs["by_range"])
+        by_range = json.loads(str(fit["opt_implausible_by_range"].values))
         assert int(fit["opt_n_implausible"]) == sum(by_range.values()) > 0
         assert set(by_range) <= {"wage share", "employment rate"}
         assert 0 < int(fit["opt_n_implausible"]) <= int(fit["opt_n_candidates"])
@@ -201,3 +201,88 @@ def test_fit_reports_the_ratio_to_a_fitted_trend(goodwin):
                                                                                                       observed))
         # Goodwin's cycles are no straight line: the model explains far more than a trend.
         assert float(target["ssr_ratio_to_trend"]) < 0.2
+
+
+def _two_country_spec(goodwin):
+    import xarray as xr
+
+    from .conftest import synthetic
+
+    panels = []
+    for code, slope in {"AAA": 1.2, "BBB": 1.4}.items():
+        data = synthetic(goodwin, {"phillips slope": slope}, ["wage_share"], seed=len(panels), noise=0.003,
+                         origin=1950, final_time=30, time_step=0.1)["wage_share"]
+        panels.append(data.expand_dims(country=[code]))
+    panel = xr.concat(panels, dim="country").transpose("time", "country")
+    return {"model": goodwin, "seed": 1, "countries": ["AAA", "BBB"],
+            "time": {"origin": 1950, "time_step": 0.1, "fit": [1950, 1980]},
+            "parameters": {"phillips slope": {"bounds": [0.8, 2.0]}},
+            "observations": [{"variable": "wage share", "series": panel.rename("wage_share")}],
+            "method": {"name": "least_squares", "n_starts": 1}, "uncertainty": {"method": "none"}}
+
+
+def test_counts_are_per_country_and_a_resumed_fit_reports_the_same(goodwin, tmp_path):
+    from dashboards.figures import fit_figure
+
+    spec = _two_country_spec(goodwin)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        fit = calibrate(spec, checkpoint=tmp_path / "ck", remove_checkpoint=False)
+        resumed = calibrate(spec, checkpoint=tmp_path / "ck", resume=True)
+    assert resumed.attrs["resumed_batches"] > 0
+    for name in ("opt_n_candidates", "opt_n_implausible", "opt_implausible_by_range"):
+        assert list(resumed[name].values) == list(fit[name].values), name
+    # Each country counts its own candidates: together they are every evaluation, once.
+    assert int(fit["opt_n_candidates"].sum()) == fit.attrs["n_evaluations"]
+    assert json.loads(str(fit["opt_implausible_by_range"].sel(country="AAA").values))
+    # The report's fit panel draws a multi-country fit (no per-panel R2 with a country dim left).
+    fig = fit_figure(fit.sel(country="AAA"))
+    assert "R²" in fig.layout.annotations[0].text
+
+
+def test_the_fingerprint_holds_what_the_spec_resolves(goodwin):
+    from calibration.fit import _fingerprint
+
+    spec = load_spec(goodwin_spec(goodwin, 1))
+    problem = Problem(spec)
+    before = _fingerprint(spec, [problem], 1)
+    spec.fixed = {"initial wage share": 0.7}  # as a data series that changed would give
+    assert _fingerprint(spec, [problem], 1) != before
+    spec.fixed = {}
+    assert _fingerprint(spec, [problem], 1) == before
+    spec.plausible = [problem.ranges[0].__class__("employment rate", "employment_rate", 0.0, 0.95, "narrower")]
+    assert _fingerprint(spec, [Problem(spec)], 1) != before
+
+
+def test_ignored_ranges_keep_the_bands_and_say_so(goodwin):
+    """With plausibility = "ignore", draws that overshoot still make the bands, and the
+    printed fit says they were only counted."""
+    from calibration.commands import fit_table
+
+    from .conftest import synthetic
+
+    spec = goodwin_spec(goodwin, 5, params={"phillips slope": {"bounds": [0.8, 2.0]}})
+    data = synthetic(goodwin, {"phillips slope": 1.2}, ["wage_share", "employment_rate"], seed=5, noise=0.002,
+                     origin=1950, final_time=30, time_step=0.1)
+    spec["observations"][0]["series"] = data["wage_share"]
+    spec["observations"][1]["series"] = data["employment_rate"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        fit = calibrate({**spec, "plausibility": "ignore"})
+    band = fit["fitted_lower"].sel(series="employment_rate").values
+    assert np.isfinite(band).mean() > 0.9
+    text = "\n".join(fit_table(fit))
+    assert "counted but not penalised" in text and "were penalised" not in text
+    # nll and AIC are the likelihood's; the penalty, 0 here, is reported beside them.
+    assert float(fit["opt_plausibility_penalty"]) == 0
+
+
+def test_data_constants_are_refused_with_countries(tmp_path):
+    text = textwrap.dedent(SPEC).replace("{model}", str(MODELS / "goodwin" / "goodwin.mdl")).replace(
+        "{initial}", '{ series = "pwt.labour_share", country = "US" }').replace('country = "US"\n', "", 1)
+    text = text.replace('seed = 1\n', 'seed = 1\ncountries = ["US", "JP"]\n')
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=r"fixed.initial wage share: a value read off a data series would hold for "
+                                        r"every country"):
+        load_spec(path)
