@@ -199,8 +199,9 @@ def _attrs(spec: CalibrationSpec, seed: int, store: Store, elapsed: float) -> di
         "fixed_from_data": json.dumps(spec.fixed_sources, sort_keys=True),
         "plausibility": spec.plausibility,
         "objective": "weighted Gaussian negative log-likelihood of residuals over the fit window "
-                     "(error scales given or profiled out); candidates that go non-finite are rejected, "
-                     "those that leave the model's plausible ranges penalised by their distance outside",
+                     "(error scales given or profiled out); candidates that go non-finite are rejected"
+                     + (", those that leave a plausible range penalised by their distance outside"
+                        if spec.plausibility == "penalise" else ""),
         "n_evaluations": int(store.evaluations),
         "n_batches": len(store.records),
         "resumed_batches": int(store.replayed),
@@ -285,6 +286,7 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, be
     params = [p.name for p in obj.parameters]
     series = [t.observation.name for t in problem.targets]
     nll = float(problem.nll_from_ssr(obj.ssr(fit.z[None, :]))[0])  # the likelihood alone, without the penalty
+    best_values = obj.to_model(fit.z[None, :])
     times = np.unique(np.concatenate([t.times for t in problem.targets]))
     shape = (len(series), times.size)
     observed, fitted = np.full(shape, np.nan), np.full(shape, np.nan)
@@ -355,9 +357,11 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, be
         "ssr_ratio_to_trend": ("series", trend_ratio,
                                {"long_name": "fit-window SSR of the model / of a fitted straight line (< 1: the "
                                              "model's dynamics explain more than a trend)"}),
-        "measurement_scale": ("series", _measurement(problem, obj, fit, "scale"),
+        "measurement_scale": ("series", [float(problem.measurement(best_values, t.observation)[0][0])
+                                         for t in problem.targets],
                               {"long_name": "scale of the measurement equation data = scale * model + offset"}),
-        "measurement_offset": ("series", _measurement(problem, obj, fit, "offset"),
+        "measurement_offset": ("series", [float(problem.measurement(best_values, t.observation)[1][0])
+                                          for t in problem.targets],
                                {"long_name": "offset of the measurement equation data = scale * model + offset"}),
         "nll": ((), nll, {"long_name": "negative log-likelihood at the best estimate"}),
         "opt_plausibility_penalty": ((), float(fit.nll) - nll,
@@ -402,7 +406,8 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, be
         "model_variable": ("series", np.asarray([t.observation.variable_long_name for t in problem.targets],
                                                 dtype=str)),
         "source": ("series", np.asarray([_source(t) for t in problem.targets], dtype=str)),
-        "measurement_reason": ("series", np.asarray(["; ".join(f"{k}: {v}" for k, v in _reasons(problem, t).items())
+        "measurement_reason": ("series", np.asarray(["; ".join(f"{k}: {v}" for k, v in
+                                                               problem.reasons(t.observation).items())
                                                      for t in problem.targets], dtype=str)),
         "series_units": ("series", np.asarray([str(t.data.attrs.get("units", "")) for t in problem.targets],
                                               dtype=str)),
@@ -426,28 +431,6 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, be
     if fit.autocorr is not None:
         data_vars["autocorr_time"] = ("param", fit.autocorr, {"long_name": "integrated autocorrelation time (steps)"})
     return xr.Dataset(data_vars, coords=coords)
-
-
-def _measurement(problem, obj, fit, term: str) -> np.ndarray:
-    """Each series' measurement term at the best estimate (fixed, or estimated)."""
-    best = obj.to_model(fit.z[None, :])[0]
-    out = []
-    for target in problem.targets:
-        obs = target.observation
-        value = getattr(obs, term)
-        for j, p in enumerate(obj.parameters):
-            if p.kind == term and p.observation == obs.name:
-                value = best[j]
-        out.append(float(value))
-    return np.array(out)
-
-
-def _reasons(problem, target) -> dict:
-    reasons = dict(target.observation.reasons)
-    for p in problem.parameters:
-        if p.observation == target.observation.name:
-            reasons[p.kind] = p.reason
-    return reasons
 
 
 def _source(target) -> str:

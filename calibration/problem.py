@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from pysd_runner import CrisisError, load_plausible, member_exits, run_ensemble
+from pysd_runner import CrisisError, first_exits, furthest_outside, load_plausible, member_exits, run_ensemble
 
 from . import transforms
 from .data import load_series, select
@@ -170,6 +170,20 @@ class Problem:
         """
         return self.simulate_with_status(values)[0]
 
+    def measurement(self, values: np.ndarray, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        """An observation's measurement terms (scale, offset) per row of parameter values:
+        its fixed terms, or the rows' values of its free ones."""
+        values = np.atleast_2d(np.asarray(values, dtype=float))
+        terms = {"scale": np.full(values.shape[0], obs.scale), "offset": np.full(values.shape[0], obs.offset)}
+        for j, p in enumerate(self.parameters):
+            if p.observation == obs.name:
+                terms[p.kind] = values[:, j]
+        return terms["scale"], terms["offset"]
+
+    def reasons(self, obs: Observation) -> dict[str, str]:
+        """Why an observation's measurement terms are there (fixed and free), by term."""
+        return {**obs.reasons, **{p.kind: p.reason for p in self.parameters if p.observation == obs.name}}
+
     @property
     def ranges(self) -> list:
         """The plausible ranges every candidate must keep: the model's (plausible.toml beside
@@ -214,27 +228,18 @@ class Problem:
         exceedance = np.zeros(values.shape[0])
         first = np.full(values.shape[0], np.inf)
         for k, r in enumerate(ranges):
-            v = ds[r.py_name].values.reshape(values.shape[0], calendar.size, -1)
-            with np.errstate(invalid="ignore"):
-                distance = np.maximum(v - r.high, r.low - v).max(axis=2) / (r.high - r.low)
-            outside = ok[:, None] & (distance > 0)
-            left = outside.any(axis=1)
-            exceedance = np.where(left, np.maximum(exceedance, np.where(outside, distance, 0).max(axis=1)),
-                                  exceedance)
-            when = np.where(left, calendar[np.argmax(outside, axis=1)], np.inf)
-            status = np.where(left & (when < first), k + 1.0, status)
+            when, _ = first_exits(calendar, ds[r.py_name].values, r)
+            when = np.where(ok & ~np.isnan(when), when, np.inf)
+            status = np.where(when < first, k + 1.0, status)
             first = np.minimum(first, when)
+            exceedance = np.where(ok, np.maximum(exceedance, furthest_outside(ds[r.py_name].values, r)), 0.0)
         out = []
         for target in self.targets:
             obs = target.observation
             da = xr.DataArray(ds[obs.variable].values, dims=("run", "time"),
                               coords={"time": calendar}, name=obs.variable)
             da = transforms.apply(da, obs.model_transform)
-            scale = np.full(values.shape[0], obs.scale)
-            offset = np.full(values.shape[0], obs.offset)
-            for j, p in enumerate(self.parameters):
-                if p.observation == obs.name:
-                    (scale if p.kind == "scale" else offset)[:] = values[:, j]
+            scale, offset = self.measurement(values, obs)
             da = da * scale[:, None] + offset[:, None]
             grid = da["time"].values
             times = target.times

@@ -202,10 +202,6 @@ class CalibrationSpec:
     def names(self) -> list[str]:
         return [p.name for p in self.parameters]
 
-    @property
-    def model_parameters(self) -> list[FreeParameter]:
-        return [p for p in self.parameters if p.is_model]
-
 
 # --------------------------------------------------------------------------- helpers
 

@@ -32,6 +32,8 @@ _EXPORTS = {
     "load_plausible": "plausible",
     "PlausibleRange": "plausible",
     "member_exits": "plausible",
+    "first_exits": "plausible",
+    "furthest_outside": "plausible",
     "run_ensemble": "ensemble",
     "VectorisationWarning": "ensemble",
     "ExecutorError": "ensemble",

@@ -34,7 +34,8 @@ import numpy as np
 
 from .errors import ParameterError, did_you_mean
 
-__all__ = ["PlausibleRange", "ImplausibleWarning", "load_plausible", "plausible_path", "first_exits", "member_exits"]
+__all__ = ["PlausibleRange", "ImplausibleWarning", "load_plausible", "plausible_path", "first_exits", "member_exits",
+           "furthest_outside"]
 
 PLAUSIBLE_FILE = "plausible.toml"
 
@@ -122,8 +123,8 @@ def first_exits(times: np.ndarray, values: np.ndarray, r: PlausibleRange) -> tup
     outside). Non-finite values are not exits: the ``ok`` flag already reports them."""
     values = np.asarray(values, dtype=float)
     values = values.reshape(values.shape[0], values.shape[1], -1)
+    distance = _distance(values, r)
     with np.errstate(invalid="ignore"):
-        distance = np.maximum(values - r.high, r.low - values)  # > 0 outside the range
         outside = distance > 0
     by_time = outside.any(axis=2)
     hit = by_time.any(axis=1)
@@ -134,6 +135,21 @@ def first_exits(times: np.ndarray, values: np.ndarray, r: PlausibleRange) -> tup
     worst = np.argmax(np.where(at > 0, at, -np.inf), axis=1)
     first_value = np.where(hit, values[rows, index, worst], np.nan)
     return first_time, first_value
+
+
+def _distance(values: np.ndarray, r: PlausibleRange) -> np.ndarray:
+    """How far each value lies outside the range (> 0 outside, NaN where the value is)."""
+    with np.errstate(invalid="ignore"):
+        return np.maximum(values - r.high, r.low - values)
+
+
+def furthest_outside(values: np.ndarray, r: PlausibleRange) -> np.ndarray:
+    """For values shaped (members, times, ...): per member the largest distance outside the
+    range over the run, as a fraction of the range's width (0 within it; non-finite values
+    are not counted). A measure of how implausible a member is, for penalties."""
+    values = np.asarray(values, dtype=float)
+    distance = _distance(values.reshape(values.shape[0], -1), r) / (r.high - r.low)
+    return np.nanmax(np.where(distance > 0, distance, 0.0), axis=1, initial=0.0)
 
 
 def member_exits(times: np.ndarray, arrays, ranges) -> list[list[dict]]:

@@ -111,6 +111,12 @@ def test_a_subscripted_variable_reports_the_element_furthest_outside():
     when, value = first_exits(times, values, r)
     assert when[0] == 1.0 and value[0] == -0.5
     assert np.isnan(when[1]) and np.isnan(value[1])
+    # How far each member goes outside over the whole run, as a fraction of the width (3.0: 2 above 1).
+    from pysd_runner.plausible import furthest_outside
+
+    assert list(furthest_outside(values, r)) == [2.0, 0.0]
+    assert list(furthest_outside(values, PlausibleRange("x", "x", 0.0, 4.0))) == [0.125, 0.0]  # -0.5 below 0
+    assert furthest_outside(values, PlausibleRange("x", "x", -1.0, 1.0))[0] == pytest.approx(1.0)
 
 
 def test_an_edited_plausible_file_is_read_again(population):
