@@ -99,7 +99,11 @@ def test_the_fitted_run_is_a_sane_economy(fit, fitted_run):
     unemployment = fitted_run["unemployment_rate"].values[window]
     assert 0.02 <= unemployment.min() and unemployment.max() <= 0.12
     confidence = fitted_run["business_confidence"].values
-    spread = compile_model(MODELS / "reformism" / "reformism.mdl").resolve("confidence range").default
+    import json
+
+    # The range the fit ran with: the spec fixes it, else the model's default.
+    spread = json.loads(fit.attrs["fixed"]).get(
+        "confidence range", compile_model(MODELS / "reformism" / "reformism.mdl").resolve("confidence range").default)
     low, high = 1 - spread, 1 + spread
     # Less than a tenth of the run within 5% of the range's width from either bound.
     near = (confidence < low + 0.05 * (high - low)) | (confidence > high - 0.05 * (high - low))
