@@ -58,8 +58,7 @@ def main() -> int:
     for label in ("austerity", "hold", "gradualist", "militant"):
         print(f"  {label}: {lasting_loss(m(label), m(f'{label}_no_shock')):+.1%}")
     for label, control in (("austerity_short_shock", "austerity_no_shock"),
-                           ("austerity_no_ratchet", "austerity_no_ratchet_no_shock"),
-                           ("hold_no_bond_market", "hold_no_bond_market_no_shock")):
+                           ("austerity_no_ratchet", "austerity_no_ratchet_no_shock")):
         print(f"  control {label}: {lasting_loss(m(label), m(control)):+.1%}")
     for label, name in (("austerity", "reform_commitment"), ("hold", "reform_commitment"),
                         ("hold", "public_debt_ratio"), ("hold", "fiscal_capacity")):
