@@ -12,8 +12,8 @@
   pinned runs. A malformed or out-of-range value is rejected with a visible message and
   the lever keeps its scenario value; the app keeps running.
 - Feedback-loop switches, when the model names its loops (``loops.toml`` beside the model,
-  see :mod:`pysd_runner.loops`): one per named loop; switching a loop off knocks out the
-  link that cuts it (:func:`pysd_runner.loops.cutting_link`), holding the link's source at
+  see :mod:`pysd_runner.analysis.loops`): one per named loop; switching a loop off knocks out the
+  link that cuts it (:func:`pysd_runner.cutting_link`), holding the link's source at
   its initial value as the target sees it. The address holds them too (``off=R1,B2``).
   Models without named loops get no switch.
 
@@ -27,9 +27,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import re
-import tempfile
 import threading
 import warnings
 from html import escape as html_escape
@@ -144,16 +141,16 @@ def loop_switches(model) -> tuple[LoopSwitch, ...]:
     """The model's named feedback loops as switches, or ``()`` when it has none.
 
     One :class:`LoopSwitch` per loop named in the model's ``loops.toml`` (beside the model
-    file) that loop analysis finds (:func:`pysd_runner.loops.find_loops`), in the file's
+    file) that loop analysis finds (:func:`pysd_runner.find_loops`), in the file's
     order, with the link whose knock-out cuts it and as few other loops as possible
-    (:func:`pysd_runner.loops.cutting_link`). A model without a loops.toml, or whose loops
+    (:func:`pysd_runner.cutting_link`). A model without a loops.toml, or whose loops
     cannot be named (too many loops, a malformed file: a warning says why), gets ``()``, and
     the app shows no switch. Link polarities left open by the equations are not settled from
     a run (that would cost a simulation at start-up); a loop the structure leaves open shows
     the polarity loops.toml states. Cached per model file, content and loops.toml.
     """
     from pysd_runner import CompiledModel, CrisisError, compile_model
-    from pysd_runner.loops import LOOPS_FILE, cutting_link, find_loops, match_named_loops
+    from pysd_runner import LOOPS_FILE, cutting_link, find_loops, match_named_loops
 
     if not isinstance(model, CompiledModel):
         model = compile_model(model)
@@ -217,20 +214,16 @@ _SWITCHES_FORMAT = "loop-switches-1"
 
 def _store_switches(path: Path, switches: tuple[LoopSwitch, ...]) -> None:
     """Write the switches atomically; a cache that cannot be written is only slower."""
+    from pysd_runner import OutputError, atomic_write
+
     try:
-        handle, tmp = tempfile.mkstemp(prefix=".switches.", suffix=".json", dir=path.parent)
-    except OSError:
-        return
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump([dataclasses.asdict(sw) for sw in switches], out)
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+        atomic_write(path, json.dumps([dataclasses.asdict(sw) for sw in switches]), what="loop switches cache")
+    except OutputError:
+        pass
 
 
 class _EdgeSet:
-    """A loop's links as :func:`pysd_runner.loops.cutting_link` reads them, in cycle order,
+    """A loop's links as :func:`pysd_runner.cutting_link` reads them, in cycle order,
     with constant-time membership."""
 
     __slots__ = ("edges",)
@@ -442,16 +435,6 @@ def _validate_pins(levers: Sequence[Lever], stored: Any, switches: Sequence[Loop
 
 # --------------------------------------------------------------------------- export
 
-def _toml_string(text: str) -> str:
-    # JSON string escapes are valid TOML basic-string escapes.
-    return json.dumps(str(text), ensure_ascii=False)
-
-
-def _comment(text: str) -> str:
-    """Text safe on one TOML comment line (no line breaks or other control characters)."""
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", str(text))
-
-
 def export_scenario(model, levers: Sequence[Lever], values: Mapping[str, Any], scenario=None,
                     switches: Sequence[LoopSwitch] = ()) -> str:
     """The current settings as a scenario TOML file (see :mod:`pysd_runner.scenarios`).
@@ -463,6 +446,8 @@ def export_scenario(model, levers: Sequence[Lever], values: Mapping[str, Any], s
     links to knock out: a scenario file cannot hold knock-outs, so a run of the file
     reproduces the app's run only with ``run(..., knockout=[...])`` as the comment says.
     """
+    from pysd_runner import scenario_toml
+
     defaults = {e.py_name: e.default for e in model.constants}
     by_py = {lv.py_name: lv for lv in levers}
     params: dict[str, float] = {}
@@ -476,26 +461,17 @@ def export_scenario(model, levers: Sequence[Lever], values: Mapping[str, Any], s
         if value != defaults.get(lever.py_name):
             params[lever.name] = value
     based_on = f", starting from scenario '{scenario.name}'" if scenario is not None else ""
-    lines = []
+    comments = []
     by_id = {sw.id: sw for sw in switches}
     off = [by_id[i] for i in values.get(OFF_KEY, ()) if i in by_id]
     if off:
         links = ", ".join(f"({sw.link[0]!r}, {sw.link[1]!r})" for sw in off)
-        lines.append("# Loops switched off in the app (knock-outs, which a scenario file cannot hold):")
-        lines += [_comment(f"#   {sw.label}") for sw in off]
-        lines.append(_comment(
-            f"# To reproduce the app's run: pysd_runner.run(model, scenario=<this file>, knockout=[{links}])"))
-    lines += [f"description = {_toml_string(f'Exported from the crisis app for model {model.name}{based_on}.')}", ""]
-    lines.append("[params]")
-    lines += [f"{_toml_string(name)} = {value!r}" for name, value in params.items()]
-    if scenario is not None and scenario.policies:
-        lines += ["", "[policies]"]
-        for name, (times, vals) in scenario.policies.items():
-            lines.append(f"{_toml_string(name)} = {{ time = {list(times)!r}, value = {list(vals)!r} }}")
-    if scenario is not None and scenario.time:
-        lines += ["", "[time]"]
-        lines += [f"{key} = {value!r}" for key, value in scenario.time.items()]
-    return "\n".join(lines) + "\n"
+        comments.append("Loops switched off in the app (knock-outs, which a scenario file cannot hold):")
+        comments += [f"  {sw.label}" for sw in off]
+        comments.append(f"To reproduce the app's run: pysd_runner.run(model, scenario=<this file>, knockout=[{links}])")
+    return scenario_toml(f"Exported from the crisis app for model {model.name}{based_on}.", params,
+                         policies=scenario.policies if scenario is not None else None,
+                         time=scenario.time if scenario is not None else None, comments=comments)
 
 
 # --------------------------------------------------------------------------- the app

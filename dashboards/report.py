@@ -491,7 +491,7 @@ def write_report(path: str | os.PathLike, runs: xr.Dataset | str | os.PathLike, 
     if target.is_dir():
         raise DashboardInputError(f"report output '{target}' is a folder; give a file name ending in .html")
     text = build_report(runs, **options)
-    from pysd_runner.results import atomic_output
+    from pysd_runner import atomic_output
 
     with atomic_output(target, "report output") as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -44,6 +44,40 @@ class OutputError(CrisisError, ValueError):
     """A result cannot be written where or in the format asked."""
 
 
+# --------------------------------------------------------------------------- warnings and
+# errors of single engines and analyses (all here, so that every layer can import them)
+
+class VectorisationWarning(UserWarning):
+    """Some members were run one by one because an element cannot run on member arrays."""
+
+
+class ExecutorError(CrisisError):
+    """The executor (e.g. a Dask scheduler) cannot be reached or failed."""
+
+class TooManyLoopsError(CrisisError):
+    """The model has more feedback loops than the cap allows."""
+
+
+class LoopsFileError(CrisisError, ValueError):
+    """A loops.toml file is malformed or names variables the model does not have."""
+
+
+class LoopScoreWarning(UserWarning):
+    """Some link scores were approximated (a stateful function that is not scored exactly)."""
+
+
+class LargeRunWarning(UserWarning):
+    """A run will take more than a gigabyte of memory: said before it starts, never silent."""
+
+
+class NonFiniteWarning(UserWarning):
+    """A run produced non-finite values and ``errors="warn"`` was asked for."""
+
+
+class ImplausibleWarning(UserWarning):
+    """A run left a plausible range its model folder declares (plausible.toml)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for close matches of ``name``, or ``""``."""
     choices = [str(c) for c in choices]

@@ -32,7 +32,6 @@ import importlib.util
 import math
 import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ import numpy as np
 
 from .compiler import CompiledModel
 from .errors import stderr_is_terminal
+from .files import atomic_output, atomic_write
 
 __all__ = ["Kernel", "KernelUnsupported", "kernel_for", "kernel_blockers", "clock_grid"]
 
@@ -798,14 +798,9 @@ def _load(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()) -> 
     digest = hashlib.sha256((KERNEL_VERSION + source).encode()).hexdigest()[:16]
     path = model.py_file.with_name(f"kernel_{digest}.py")
     if not path.is_file():
-        handle, tmp = tempfile.mkstemp(prefix=".kernel.", suffix=".npz", dir=path.parent)
-        os.close(handle)
-        np.savez(tmp, **arrays) if arrays else np.savez(tmp, _=np.zeros(1))
-        os.replace(tmp, path.with_suffix(".npz"))
-        handle, tmp = tempfile.mkstemp(prefix=".kernel.", suffix=".py", dir=path.parent)
-        with os.fdopen(handle, "w") as fh:
-            fh.write(source)
-        os.replace(tmp, path)
+        with atomic_output(path.with_suffix(".npz"), "kernel cache") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **(arrays or {"_": np.zeros(1)}))
+        atomic_write(path, source, what="kernel cache")
     spec = importlib.util.spec_from_file_location(f"crisis_kernel_{digest}", path)
     module = importlib.util.module_from_spec(spec)
     # numba's disk cache finds the module again by name when it loads machine code.

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .compiler import CompiledModel, Element
-from .errors import ParameterError
+from ..compiler import CompiledModel, Element
+from ..errors import ParameterError
 
 __all__ = ["sample", "parse_distribution", "METHODS", "default_parameters", "is_switch"]
 
@@ -66,7 +66,7 @@ def parse_distribution(text: str):
     return frozen
 
 
-def _resolve(model: CompiledModel, params, bounds, distributions):
+def resolve_marginals(model: CompiledModel, params, bounds, distributions):
     elements = (
         default_parameters(model) if params is None
         else [model.resolve(p, kinds=("constant",), role="parameter") for p in params]
@@ -144,7 +144,7 @@ def sample(
         raise ParameterError(f"n must be a positive integer; got {n!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise ParameterError(f"seed must be a non-negative integer or None; got {seed!r}")
-    elements, marginals = _resolve(model, params, bounds, distributions)
+    elements, marginals = resolve_marginals(model, params, bounds, distributions)
     d = len(elements)
     rng = np.random.default_rng(seed)
     if method == "lhs":
