@@ -6,8 +6,10 @@ so that ``crisis --help`` does not pay for importing PySD, pandas and xarray.
 Examples
 --------
 >>> from pysd_runner import compile_model, run
->>> model = compile_model("models/goodwin/goodwin.mdl")  # doctest: +SKIP
->>> ds = run(model, {"phillips slope": 1.5}, scenario="baseline")  # doctest: +SKIP
+>>> model = compile_model("models/goodwin/goodwin.mdl")
+>>> ds = run(model, scenario="baseline", variables=["wage share", "employment rate"])
+>>> ds.sizes["time"], round(float(ds["wage_share"].min()), 2), round(float(ds["wage_share"].max()), 2)
+(1001, 0.8, 0.91)
 """
 
 from importlib import import_module
@@ -17,13 +19,15 @@ _EXPORTS = {
     "CompiledModel": "compiler",
     "Element": "compiler",
     "run": "runner",
-    "run_scenarios": "ensemble",
-    "scenarios_on_one_axis": "ensemble",
+    "run_scenarios": "scenario_runs",
+    "run_design": "scenario_runs",
+    "scenarios_on_one_axis": "scenario_runs",
     "control_values": "compiler",
     "check_output": "files",
     "atomic_output": "files",
     "atomic_write": "files",
     "did_you_mean": "errors",
+    "toolkit_version": "inputs",
     "OutputFile": "cli_options",
     "ByteSize": "cli_options",
     "max_memory_option": "cli_options",
@@ -58,6 +62,7 @@ _EXPORTS = {
     "save": "results",
     "load_result": "results",
     "CrisisError": "errors",
+    "CrisisWarning": "errors",
     "ModelCompileError": "errors",
     "ModelFileError": "errors",
     "OutputError": "errors",

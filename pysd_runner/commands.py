@@ -160,7 +160,7 @@ def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, sa
     """
     from .compiler import compile_model
     from .results import save
-    from .ensemble import run_scenarios, scenarios_on_one_axis
+    from .scenario_runs import run_scenarios, scenarios_on_one_axis
     from .runner import run
     from .scenarios import chosen_scenarios
     from .analysis.sensitivity import parse_metric

@@ -230,8 +230,8 @@ def compile_model(path: str | os.PathLike) -> CompiledModel:
 
     Examples
     --------
-    >>> model = compile_model("models/goodwin/goodwin.mdl")  # doctest: +SKIP
-    >>> [s.name for s in model.stocks]  # doctest: +SKIP
+    >>> model = compile_model("models/goodwin/goodwin.mdl")
+    >>> [s.name for s in model.stocks]
     ['employment rate', 'wage share']
     """
     source = Path(path).expanduser()

@@ -1,7 +1,7 @@
 """Ensembles: many members of one model in one vectorised pass, in chunks, locally or on Dask.
 
 Each varied constant becomes a numpy array with one value per member, and the vectorised
-copy of PySD's generated module (:mod:`pysd_runner.vectorize`) integrates all members at
+copy of PySD's generated module (:mod:`pysd_runner.vectorise`) integrates all members at
 once. Outputs are read only for the requested variables at the save period, straight into
 arrays. Members that go non-finite are flagged in ``ok`` and never affect the others.
 Models (or chunks) that cannot run as arrays fall back to member-by-member runs with a
@@ -26,14 +26,14 @@ import pandas as pd
 import xarray as xr
 
 from .compiler import CompiledModel, compile_model, control_inputs
-from .errors import (CrisisError, ExecutorError, ImplausibleWarning, ParameterError, ScenarioError, SimulationError,
+from .errors import (CrisisError, ExecutorError, ParameterError, SimulationError,
                      VectorisationWarning, stderr_is_terminal)
-from .inputs import (check_memory, check_seed, element_in_traceback, merged_params, normalise_params, output_cells,
-                     output_elements, params_json, provenance, time_settings, to_pysd)
-from .plausible import load_plausible, member_exits, plausible_path
-from .runner import run
-from .scenarios import Scenario, load_scenario
-from .vectorize import vector_module, vectorisation_blockers
+from .inputs import (check_memory, check_seed, element_in_traceback, merged_params, output_cells,
+                     output_elements, provenance, time_settings)
+from .plausible import load_plausible, member_exits
+from .runner import configure_pysd, run
+from .scenarios import load_scenario
+from .vectorise import vector_module, vectorisation_blockers
 
 __all__ = ["run_ensemble", "VectorisationWarning", "ExecutorError"]
 
@@ -46,7 +46,7 @@ DEFAULT_MAX_BYTES = 512 * 2**20
 
 # --------------------------------------------------------------------------- samples
 
-def _normalise_samples(model: CompiledModel, samples: Any, check_ranges: bool) -> dict[str, np.ndarray]:
+def normalise_samples(model: CompiledModel, samples: Any, check_ranges: bool) -> dict[str, np.ndarray]:
     """Samples as {python name: float array (n,)}, validated against the model."""
     if isinstance(samples, xr.Dataset):
         if len(samples.dims) != 1:
@@ -133,18 +133,14 @@ def _run_vectorised(model: CompiledModel, members: dict[str, np.ndarray], fixed:
 
     n = len(next(iter(members.values())))
     pysd_model = pysd.load(str(vector_module(model)), initialize=False)
-    pysd_model._stepper_mode = False
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Replacing a constant value with")
         # Member arrays enter as callables; PySD would then treat them as time-dependent,
         # so their dependencies are reset to none: they stay constants with a run cache.
         pysd_model.set_components({name: (lambda a=array: a) for name, array in members.items()})
-        for name in members:
-            pysd_model._dependencies[name] = {}
-        pysd_model._config_simulation(
-            {k: to_pysd(v) for k, v in fixed.items()} or None, outputs, None, "original",
-            settings["final_time"], settings["time_step"], settings["saveper"], True, progress=False,
-        )
+    for name in members:
+        pysd_model._dependencies[name] = {}
+    configure_pysd(pysd_model, fixed, outputs, {**settings, "dynamic": ()})
     getters = [(name, getattr(pysd_model.components, name)) for name in outputs]
     capacity = _save_times(settings) + 1
     store = {name: np.empty((capacity, n)) for name in outputs}
@@ -301,7 +297,8 @@ def _connect(executor: Any):
         from distributed import Client, LocalCluster
     except ImportError:
         raise ExecutorError(
-            "the Dask executor needs the 'distributed' package: pip install 'crisis-dynamics[dask]'"
+            "the Dask executor needs the 'distributed' package, a dependency of crisis-dynamics that is "
+            "missing here: reinstall it (pip install crisis-dynamics)"
         ) from None
     if isinstance(executor, Client):
         return executor, False
@@ -498,7 +495,7 @@ def run_ensemble(
     if not isinstance(model, CompiledModel):
         model = compile_model(model)
     scen = load_scenario(scenario, model) if scenario is not None else None
-    members = _normalise_samples(model, samples, check_ranges)
+    members = normalise_samples(model, samples, check_ranges)
     n = len(next(iter(members.values())))
     fixed = merged_params(model, scen, params, check_ranges)
     for name in members:
@@ -614,149 +611,3 @@ def _assemble(model: CompiledModel, members, results, times, outputs) -> xr.Data
         element = model.elements[name]
         coords[name] = ("run", array, {"units": element.units, "long_name": element.name})
     return xr.Dataset(data_vars, coords=coords)
-
-
-# --------------------------------------------------------------------------- scenarios
-
-def run_scenarios(
-    model: CompiledModel | str | os.PathLike,
-    scenarios: Sequence[str | os.PathLike | Scenario],
-    **kwargs: Any,
-) -> xr.Dataset:
-    """Run several scenarios and stack them along a ``scenario`` dim.
-
-    Keyword arguments are passed to :func:`run` for every scenario. All scenarios must
-    share the same time axis (the same time settings). The ``params`` attr holds each
-    scenario's parameters as JSON keyed by scenario name, and the coordinate
-    ``scenario_description`` carries each scenario's description.
-    """
-    if not isinstance(model, CompiledModel):
-        model = compile_model(model)
-    if not scenarios:
-        raise ScenarioError(f"no scenarios given for model '{model.source.name}'")
-    loaded = [load_scenario(s, model) for s in scenarios]
-    fast = _scenarios_as_members(model, loaded, kwargs)
-    if fast is not None:
-        return fast
-    runs = [run(model, scenario=s, **kwargs) for s in loaded]
-    names = [ds.attrs["scenario"] for ds in runs]
-    if len(set(names)) != len(names):
-        raise ScenarioError(f"scenario names must be distinct; got {names}")
-    reference = runs[0]["time"].values
-    for name, ds in zip(names, runs):
-        if ds.sizes["time"] != reference.size or not np.array_equal(ds["time"].values, reference):
-            raise ScenarioError(
-                f"scenario '{name}' has a different time axis from '{names[0]}'; give the same "
-                "final_time, time_step and saveper to compare scenarios (e.g. with final_time=...)"
-            )
-    descriptions = [ds.attrs["scenario_description"] for ds in runs]
-    stacked = xr.concat(
-        [ds.drop_attrs(deep=False) for ds in runs], dim="scenario", coords="minimal", compat="override", join="exact"
-    )
-    stacked = stacked.assign_coords(
-        scenario=("scenario", np.asarray(names, dtype=str), {"long_name": "Scenario"}),
-        scenario_description=("scenario", np.asarray(descriptions, dtype=str)),
-    )
-    attrs = dict(runs[0].attrs)
-    attrs["engine"] = ",".join(sorted({ds.attrs.get("engine", "pysd") for ds in runs}))
-    attrs["scenario"] = ",".join(names)
-    attrs["scenario_description"] = ""
-    attrs["params"] = json.dumps({n: json.loads(ds.attrs["params"]) for n, ds in zip(names, runs)}, sort_keys=True)
-    stacked.attrs = attrs
-    return stacked
-
-
-def scenarios_on_one_axis(
-    model: CompiledModel, scenarios: Sequence[str | os.PathLike | Scenario], params: Mapping[str, Any] | None = None,
-    **given: float | None,
-) -> tuple[list[str | os.PathLike | Scenario], list[str]]:
-    """Split scenarios into those that share the first one's time axis and those that do not.
-
-    Scenarios can only be stacked along a ``scenario`` dim when their time settings agree.
-    Returns ``(kept, notes)``: the scenarios on the most common axis (the first scenario's
-    on a tie) and one line per scenario left out, naming its time settings and the shared ones.
-    """
-    axes = []
-    for ref in scenarios:
-        scen = load_scenario(ref, model)
-        settings = time_settings(model, scen, merged_params(model, scen, params, False), **given)
-        axes.append((scen.name, tuple(settings[k] for k in ("initial_time", "final_time", "time_step", "saveper"))))
-    counts: dict[tuple, int] = {}
-    for _, axis in axes:
-        counts[axis] = counts.get(axis, 0) + 1
-    best = max(counts, key=lambda a: (counts[a], a == axes[0][1]))
-    fmt = lambda a: f"from {a[0]:g} to {a[1]:g}, time step {a[2]:g}, saved every {a[3]:g}"  # noqa: E731
-    kept, notes = [], []
-    for ref, (name, axis) in zip(scenarios, axes):
-        if axis == best:
-            kept.append(ref)
-        else:
-            notes.append(
-                f"scenario '{name}' left out: its time axis ({fmt(axis)}) differs from the other scenarios' "
-                f"({fmt(best)}); run it on its own, or give --final-time, --time-step and --saveper to put all on one axis"
-            )
-    return kept, notes
-
-
-def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwargs: dict) -> xr.Dataset | None:
-    """Run scenarios as members of one vectorised ensemble when that gives the same numbers.
-
-    Possible when the scenarios differ only in constants (no policies), share their time
-    settings, and the model vectorises (no random functions, subscripts or blocked
-    functions). Members equal scalar runs to rounding (tests check every model), and all
-    scenarios then cost about as much as one run. Returns None when not possible.
-    """
-    allowed = {"params", "final_time", "time_step", "saveper", "variables", "check_ranges", "max_memory"}
-    if len(scenarios) < 2 or set(kwargs) - allowed - {"progress", "seed", "errors"} or kwargs.get("errors", "raise") != "raise":
-        return None
-    given = {k: kwargs.get(k) for k in ("final_time", "time_step", "saveper")}
-    effective = [time_settings(model, s, merged_params(model, s, kwargs.get("params"), False), **given) for s in scenarios]
-    if model.uses_random or any(s.policies for s in scenarios) or any(e != effective[0] for e in effective):
-        return None
-    if len({s.name for s in scenarios}) != len(scenarios) or vectorisation_blockers(model):
-        return None
-    check = kwargs.get("check_ranges", True)
-    shared = normalise_params(model, kwargs.get("params"), check)
-    if any(not isinstance(v, float) for v in shared.values()):
-        return None  # time-varying shared values: run one by one
-    per_scenario = []
-    for scen in scenarios:
-        try:
-            values = normalise_params(model, scen.params, check)
-        except ParameterError as exc:
-            raise ScenarioError(f"scenario file '{scen.path}': {exc}") from None
-        values.update(shared)
-        per_scenario.append(values)
-    varied = sorted({k for values in per_scenario for k in values} | {next(iter(model.constants)).py_name})
-    samples = {k: [values.get(k, model.elements[k].default) for values in per_scenario] for k in varied}
-    if any(v is None for column in samples.values() for v in column):
-        return None  # a subscripted or computed constant: no scalar default to fill in
-    settings = {k: effective[0][k] for k in ("final_time", "time_step", "saveper")}
-    ensemble = run_ensemble(model, samples, variables=kwargs.get("variables"), check_ranges=check,
-                            progress=kwargs.get("progress", False), max_memory=kwargs.get("max_memory"), **settings)
-    bad = np.flatnonzero(~ensemble["ok"].values)
-    if bad.size:
-        return None  # let the scalar runs report the first non-finite time and variable
-    names = [s.name for s in scenarios]
-    exits = {}
-    if "plausible" in ensemble:
-        exits = {name: str(text) for name, text, fine in
-                 zip(names, ensemble["implausible"].values, ensemble["plausible"].values) if not fine}
-        for name, text in exits.items():
-            warnings.warn(f"scenario '{name}' of model '{model.source.name}' left its plausible ranges "
-                          f"({plausible_path(model).name}): {text}", ImplausibleWarning, stacklevel=3)
-        ensemble = ensemble.drop_vars(["plausible", "implausible"])
-    data = ensemble.drop_vars(["ok", *samples]).rename({"run": "scenario"})
-    data = data.assign_coords(
-        scenario=("scenario", np.asarray(names, dtype=str), {"long_name": "Scenario"}),
-        scenario_description=("scenario", np.asarray([s.description for s in scenarios], dtype=str)),
-    )
-    attrs = provenance(model, shared, scenarios[0], kwargs.get("seed"), effective[0])
-    attrs["scenario"] = ",".join(names)
-    attrs["scenario_description"] = ""
-    attrs["params"] = json.dumps({n: json.loads(params_json(v)) for n, v in zip(names, per_scenario)}, sort_keys=True)
-    attrs["engine"] = ensemble.attrs["engine"]
-    if "n_plausible" in ensemble.attrs:
-        attrs["implausible"] = json.dumps(exits)
-    data.attrs = attrs
-    return data.transpose("scenario", "time", ...)

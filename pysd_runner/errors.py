@@ -11,6 +11,14 @@ import difflib
 from collections.abc import Iterable
 
 
+class CrisisWarning(UserWarning):
+    """Base of every warning the toolkit gives, whichever module it is attributed to.
+
+    Warnings are raised with ``stacklevel`` pointing at the caller, so a filter by module
+    misses them; filter by this category instead (the test suite turns it into an error).
+    """
+
+
 class CrisisError(Exception):
     """A user-facing error: bad input, a model that cannot be used, a failed run."""
 
@@ -47,7 +55,7 @@ class OutputError(CrisisError, ValueError):
 # --------------------------------------------------------------------------- warnings and
 # errors of single engines and analyses (all here, so that every layer can import them)
 
-class VectorisationWarning(UserWarning):
+class VectorisationWarning(CrisisWarning):
     """Some members were run one by one because an element cannot run on member arrays."""
 
 
@@ -62,19 +70,19 @@ class LoopsFileError(CrisisError, ValueError):
     """A loops.toml file is malformed or names variables the model does not have."""
 
 
-class LoopScoreWarning(UserWarning):
+class LoopScoreWarning(CrisisWarning):
     """Some link scores were approximated (a stateful function that is not scored exactly)."""
 
 
-class LargeRunWarning(UserWarning):
+class LargeRunWarning(CrisisWarning):
     """A run will take more than a gigabyte of memory: said before it starts, never silent."""
 
 
-class NonFiniteWarning(UserWarning):
+class NonFiniteWarning(CrisisWarning):
     """A run produced non-finite values and ``errors="warn"`` was asked for."""
 
 
-class ImplausibleWarning(UserWarning):
+class ImplausibleWarning(CrisisWarning):
     """A run left a plausible range its model folder declares (plausible.toml)."""
 
 

@@ -255,12 +255,11 @@ def check_memory(settings: Mapping[str, float], n_outputs: int, members: int, ma
 
 
 def check_seed(seed: Any) -> int | None:
+    """A seed as an int, or None; the one check behind every ``seed=`` of the toolkit."""
     if seed is None:
         return None
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise ParameterError(f"seed must be a non-negative integer or None; got {seed!r}")
-    if not 0 <= int(seed) < 2**32:
-        raise ParameterError(f"seed must be between 0 and 2**32 - 1; got {seed}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**32:
+        raise ParameterError(f"seed must be a non-negative integer below 2**32, or None; got {seed!r}")
     return int(seed)
 
 

@@ -64,7 +64,7 @@ class Knockouts:
             return target
         text = _patch_module(self.model, self.links)
         if vector:
-            from .vectorize import rewrite  # numpy-aware rewrite only when vectorising
+            from .vectorise import rewrite  # numpy-aware rewrite only when vectorising
 
             text = rewrite(text)
         return atomic_write(target, text, what="knock-out model cache")

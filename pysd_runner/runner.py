@@ -22,7 +22,7 @@ from .knockouts import knockout_key, normalise_knockouts
 from .scenarios import Scenario, load_scenario
 from .plausible import load_plausible, member_exits, plausible_path
 
-__all__ = ["run", "simulate_compiled", "NonFiniteWarning", "LargeRunWarning", "ImplausibleWarning"]
+__all__ = ["run", "simulate_compiled", "configure_pysd", "NonFiniteWarning", "LargeRunWarning", "ImplausibleWarning"]
 
 #: Seconds a run must last before its progress bar appears (short runs stay quiet).
 PROGRESS_DELAY = 1.0
@@ -133,8 +133,9 @@ def run(
 
     Examples
     --------
-    >>> ds = run("models/goodwin/goodwin.mdl", {"phillips slope": 0.6}, final_time=50)  # doctest: +SKIP
-    >>> float(ds["wage_share"].max())  # doctest: +SKIP
+    >>> ds = run("models/goodwin/goodwin.mdl", scenario="baseline", variables=["employment rate"])
+    >>> round(float(ds["employment_rate"].max()), 2)
+    0.95
     """
     if errors not in ("raise", "warn"):
         raise ParameterError(f"errors must be 'raise' or 'warn'; got {errors!r}")
@@ -240,25 +241,34 @@ def simulate_compiled(model, merged, settings, outputs, knocked, required: bool,
     return times, {name: values[name][0] for name in names}
 
 
-def _simulate(model, merged, settings, outputs, errors, progress, knocked=None):
-    """Configure a fresh PySD model and integrate it, reading only the requested outputs."""
-    pysd_model = model.load() if knocked is None else knocked.load()
+def configure_pysd(pysd_model, params: Mapping[str, Any], outputs: Sequence[str], settings: Mapping[str, Any],
+                   *, knocked=None) -> None:
+    """Configure a freshly loaded PySD model for a run that this toolkit steps itself.
+
+    Sets ``params`` (numbers, ``(times, values)`` policies or DataArrays), the outputs read
+    and the time settings (those PySD re-evaluates at every step, ``settings["dynamic"]``,
+    are left to the model), then holds the knock-outs' values. One configuration for every
+    engine that drives PySD's Euler step (run, the ensembles, the loop analysis).
+    """
     pysd_model._stepper_mode = False
+    dynamic = settings.get("dynamic", ())
     with warnings.catch_warnings():
         # A time series on a constant is this API's documented way to give a policy;
         # PySD announces it with a UserWarning each time, which is not news to the caller.
         warnings.filterwarnings("ignore", message="Replacing a constant value with a time-dependent value")
         pysd_model._config_simulation(
-            {k: to_pysd(v) for k, v in merged.items()} or None,
-            [e.py_name for e in outputs],
-            None,
-            "original",
-            *(None if k in settings.get("dynamic", ()) else settings[k] for k in ("final_time", "time_step", "saveper")),
-            True,
-            progress=False,
+            {k: to_pysd(v) for k, v in params.items()} or None, list(outputs), None, "original",
+            *(None if k in dynamic else settings[k] for k in ("final_time", "time_step", "saveper")),
+            True, progress=False,
         )
     if knocked is not None:
         knocked.fix(pysd_model)
+
+
+def _simulate(model, merged, settings, outputs, errors, progress, knocked=None):
+    """Configure a fresh PySD model and integrate it, reading only the requested outputs."""
+    pysd_model = model.load() if knocked is None else knocked.load()
+    configure_pysd(pysd_model, merged, [e.py_name for e in outputs], settings, knocked=knocked)
     integration = _Integration(model, pysd_model, outputs, errors)
     n_steps = int(round((settings["final_time"] - settings["initial_time"]) / settings["time_step"]))
     clock = pysd_model.time

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..compiler import CompiledModel, Element
 from ..errors import ParameterError
+from ..inputs import check_seed
 
 __all__ = ["sample", "parse_distribution", "METHODS", "default_parameters", "is_switch"]
 
@@ -142,8 +143,7 @@ def sample(
         raise ParameterError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ParameterError(f"n must be a positive integer; got {n!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ParameterError(f"seed must be a non-negative integer or None; got {seed!r}")
+    seed = check_seed(seed)
     elements, marginals = resolve_marginals(model, params, bounds, distributions)
     d = len(elements)
     rng = np.random.default_rng(seed)

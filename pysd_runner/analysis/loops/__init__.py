@@ -28,7 +28,7 @@ Eberlein 2020) with the flow-to-stock correction of Schoenberg, Hayward & Eberle
   absolute relative scores >= 0.5). One loop with ``|relative score| >= 0.5`` dominates alone.
 
 Each link score is one evaluation of the target's equation over all time steps at once, with
-the array-aware copy of the generated module (:mod:`pysd_runner.vectorize`): the run records
+the array-aware copy of the generated module (:mod:`pysd_runner.vectorise`): the run records
 only the stocks (and other stateful elements) at every time step, every other variable is
 recomputed from them as arrays over time, and for each link the target's equation is called
 once with the source's array at ``t`` and the other inputs' arrays at ``t - dt``. Equations

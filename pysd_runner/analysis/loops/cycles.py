@@ -108,8 +108,9 @@ def find_loops(
 
     Examples
     --------
-    >>> loops = find_loops("models/goodwin/goodwin.mdl")  # doctest: +SKIP
-    >>> [(loop.id, loop.polarity, loop.length) for loop in loops]  # doctest: +SKIP
+    >>> loops = find_loops("models/goodwin/goodwin.mdl")
+    >>> [(loop.id, loop.polarity, loop.length) for loop in loops]
+    [('L1', 'B', 11), ('L2', '?', 2), ('L3', '?', 2)]
     """
     if not isinstance(model, CompiledModel):
         model = compile_model(model)

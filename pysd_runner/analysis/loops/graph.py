@@ -84,8 +84,8 @@ def causal_graph(
 
     Examples
     --------
-    >>> graph = causal_graph("models/goodwin/goodwin.mdl")  # doctest: +SKIP
-    >>> graph.edges["wage_share", "profit_share"]["polarity"]  # doctest: +SKIP
+    >>> graph = causal_graph("models/goodwin/goodwin.mdl")
+    >>> graph.edges["wage_share", "profit_share"]["polarity"]
     '-'
     """
     if not isinstance(model, CompiledModel):

@@ -13,9 +13,9 @@ import numpy as np
 
 from ...compiler import CompiledModel, pysd_module
 from ...errors import CrisisError, ParameterError
-from ...inputs import check_seed, merged_params, provenance, time_settings, to_pysd
+from ...inputs import check_seed, merged_params, provenance, time_settings
 from ...knockouts import Knockouts, normalise_knockouts
-from ...runner import simulate_compiled
+from ...runner import configure_pysd, simulate_compiled
 from ...structure import Structure, element_inputs, objects_of
 from .common import NEGATIVE, POSITIVE, nx_module
 
@@ -82,15 +82,7 @@ def _integrate(model: CompiledModel, params, recorded: list[str], *, scenario, f
             attrs, json.loads(attrs["params"])
     attrs["engine"] = "pysd"
     pysd_model = model.load() if knocked is None else knocked.load()
-    pysd_model._stepper_mode = False
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Replacing a constant value with a time-dependent value")
-        pysd_model._config_simulation(
-            {k: to_pysd(v) for k, v in merged.items()} or None, recorded, None, "original",
-            settings["final_time"], settings["time_step"], settings["saveper"], True, progress=False,
-        )
-    if knocked is not None:
-        knocked.fix(pysd_model)
+    configure_pysd(pysd_model, merged, recorded, {**settings, "dynamic": ()}, knocked=knocked)
     components = pysd_model.components
     readers = []
     for name in recorded:
@@ -192,7 +184,7 @@ class Trajectories:
 
     # ----------------------------------------------------------------- the array-aware module
     def _load(self, knocked) -> None:
-        from ...vectorize import vector_module
+        from ...vectorise import vector_module
 
         pysd = pysd_module()
         path = knocked.module(vector=True) if knocked is not None else vector_module(self.model)
