@@ -12,7 +12,9 @@ Names are imported lazily (PEP 562) so ``crisis --help`` stays fast.
 Examples
 --------
 >>> from calibration import calibrate, load_series
->>> share = load_series("pwt.labour_share", country="US")  # doctest: +SKIP
+>>> share = load_series("pwt.labour_share", country="US")
+>>> int(share["time"].min()), int(share["time"].max())
+(1950, 2019)
 >>> fit = calibrate("models/keen/calibration/us.toml", seed=1)  # doctest: +SKIP
 >>> fit["estimate"].to_series()  # doctest: +SKIP
 """

@@ -21,30 +21,18 @@ import json
 import os
 import shutil
 import struct
-import tempfile
 import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from pysd_runner import atomic_write
+
 from .errors import CheckpointError
 
 _MAGIC = b"CDCK"
 _HEADER = struct.Struct("<4sIIIIIII")  # magic, seq, tag, n, p, k, crc, reserved
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Store:
@@ -81,7 +69,8 @@ class Store:
             if self.folder.exists():
                 shutil.rmtree(self.folder)
             self.folder.mkdir(parents=True)
-            _atomic_write(meta_path, json.dumps({"fingerprint": self.fingerprint, "created": time.time()}).encode())
+            atomic_write(meta_path, json.dumps({"fingerprint": self.fingerprint, "created": time.time()}),
+                         what="checkpoint", fsync=True)
         self._journal = open(self.folder / "journal.bin", "ab")
 
     # ------------------------------------------------------------------ reading
@@ -156,7 +145,7 @@ class Store:
 
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        _atomic_write(self.folder / "snapshot.npz", buffer.getvalue())
+        atomic_write(self.folder / "snapshot.npz", buffer.getvalue(), what="checkpoint", fsync=True)
         self._snapshot_count = len(self.records)
         self._journal.close()
         self._journal = open(self.folder / "journal.bin", "wb")

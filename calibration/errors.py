@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pysd_runner import did_you_mean  # noqa: F401 - one implementation, re-exported
 
-from pysd_runner import CrisisError
+from pysd_runner import CrisisError, CrisisWarning
 
 
 class DataError(CrisisError, ValueError):
@@ -28,7 +28,7 @@ class CheckpointError(CrisisError):
     """A checkpoint is missing, does not match the spec, or an output would be overwritten."""
 
 
-class CalibrationWarning(UserWarning):
+class CalibrationWarning(CrisisWarning):
     """Something about a fit the analyst must know: non-convergence, a flat profile, a short chain."""
 
 

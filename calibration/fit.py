@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from pysd_runner import toolkit_version
+
 from . import methods, uncertainty
 from .checkpoint import Store
 from .errors import CalibrationWarning
@@ -48,15 +50,6 @@ BAND_DRAWS = 200
 #: A best estimate outside a plausible range by less than this fraction of the range's width
 #: runs along its edge (the penalty's tolerance, see calibration.problem.PLAUSIBILITY_WEIGHT).
 EDGE = 1e-3
-
-
-def _toolkit_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("crisis-dynamics")
-    except PackageNotFoundError:  # pragma: no cover
-        return "unknown"
 
 
 def _jsonable(value):
@@ -206,7 +199,7 @@ def _attrs(spec: CalibrationSpec, seed: int, store: Store, elapsed: float) -> di
         "n_batches": len(store.records),
         "resumed_batches": int(store.replayed),
         "elapsed_seconds": float(elapsed),
-        "toolkit_version": _toolkit_version(),
+        "toolkit_version": toolkit_version(),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 

@@ -70,7 +70,7 @@ def grid(model, levers, steps, scenarios, all_scenarios, variables, final_time, 
 
     from pysd_runner import compile_model, save
     from pysd_runner import scenarios_on_one_axis
-    from pysd_runner.scenarios import chosen_scenarios
+    from pysd_runner import chosen_scenarios
 
     from .errors import DashboardInputError
     from .grid import build_lever_grid, describe_lever

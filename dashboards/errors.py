@@ -7,7 +7,7 @@ neither PySD nor anything heavy.)
 
 from __future__ import annotations
 
-from pysd_runner.errors import CrisisError, did_you_mean
+from pysd_runner import CrisisError, did_you_mean
 
 __all__ = ["DashboardInputError", "did_you_mean"]
 

@@ -100,11 +100,11 @@ def build_lever_grid(
     Examples
     --------
     >>> grid = build_lever_grid("models/goodwin/goodwin.mdl", ["phillips slope", "phillips intercept"],
-    ...                         values={"phillips slope": [1.0, 1.25, 1.5]}, final_time=20)  # doctest: +SKIP
-    >>> dict(grid.sizes)  # doctest: +SKIP
+    ...                         values={"phillips slope": [1.0, 1.25, 1.5]}, final_time=20)
+    >>> dict(grid.sizes)
     {'phillips_slope': 3, 'phillips_intercept': 5, 'time': 201}
     """
-    from pysd_runner import CompiledModel, SimulationError, compile_model, load_scenario, run
+    from pysd_runner import CompiledModel, ScenarioError, compile_model, load_scenario, run, run_design
 
     if isinstance(levers, str) or not 1 <= len(levers) <= 2:
         raise DashboardInputError(f"a lever grid spans one or two levers; got {levers!r}")
@@ -131,28 +131,18 @@ def build_lever_grid(
         raise DashboardInputError(f"a lever cannot also be an output of its grid: {sorted(lever_names & set(variables))}")
 
     shape = [len(vals) for _, vals in axes]
+    points = list(np.ndindex(*shape))
+    samples = {e.py_name: [float(vals[point[i]]) for point in points] for i, (e, vals) in enumerate(axes)}
+    try:
+        design = run_design(model, samples, scenario_list, variables=variables, **run_options)
+    except ScenarioError as exc:
+        raise DashboardInputError(f"lever grid: {exc}") from None
+    if design.sizes["time"] != first.sizes["time"]:
+        raise DashboardInputError("the grid's runs have a different time axis from the first run; give the same "
+                                  "final_time, time_step and saveper to every scenario of a grid")
     n_time = first.sizes["time"]
-    data = {v: np.full((len(scenario_list), *shape, n_time), np.nan) for v in variables}
-    ok = np.zeros((len(scenario_list), *shape), dtype=bool)
-    if _grid_as_ensemble(model, scenario_list, axes, shape, variables, run_options, data, ok, n_time):
-        scenario_list_done = True
-    else:
-        scenario_list_done = False
-    for s_index, scenario in enumerate([] if scenario_list_done else scenario_list):
-        for point in np.ndindex(*shape):
-            params = {e.py_name: float(vals[i]) for (e, vals), i in zip(axes, point)}
-            try:
-                ds = run(model, params, scenario=scenario, variables=variables, **run_options)
-            except SimulationError:
-                continue  # recorded as ok=False with NaN values, which the report shows as such
-            if ds.sizes["time"] != n_time:
-                raise DashboardInputError(
-                    f"scenario '{ds.attrs['scenario']}' has a different time axis from the first run; "
-                    "give the same final_time, time_step and saveper to every scenario of a grid"
-                )
-            for v in variables:
-                data[v][(s_index, *point)] = ds[v].values
-            ok[(s_index, *point)] = True
+    data = {v: design[v].values.reshape(len(scenario_list), *shape, n_time) for v in variables}
+    ok = design["ok"].values.reshape(len(scenario_list), *shape)
 
     dims = ["scenario", *(e.py_name for e, _ in axes)]
     coords: dict[str, Any] = {
@@ -177,49 +167,6 @@ def build_lever_grid(
     grid.attrs["levers"] = json.dumps([e.py_name for e, _ in axes])
     grid.attrs["n_failed_runs"] = int(ok.size - ok.sum())
     return grid
-
-
-def _grid_as_ensemble(model, scenario_list, axes, shape, variables, run_options, data, ok, n_time) -> bool:
-    """Fill ``data`` and ``ok`` from ONE vectorised ensemble whose members are the grid points.
-
-    Possible when the scenarios differ only in constants (no time-varying policies) and share
-    their time settings; members equal single runs to rounding (pysd_runner's tests check
-    it). Returns False when not possible, and the grid is then run point by point.
-    """
-    from pysd_runner import load_scenario, run_ensemble
-
-    scenarios = [load_scenario(s, model) if s is not None else None for s in scenario_list]
-    if any(s is not None and s.policies for s in scenarios) or set(run_options) - {"final_time", "time_step", "saveper"}:
-        return False
-    times = {tuple(sorted(s.time.items())) if s is not None else () for s in scenarios}
-    if len(times) != 1:
-        return False
-    rows, index = [], []
-    for s_index, scen in enumerate(scenarios):
-        base = {model.resolve(k, kinds=("constant",)).py_name: v for k, v in (scen.params if scen else {}).items()}
-        for point in np.ndindex(*shape):
-            row = dict(base)
-            row.update({e.py_name: float(vals[i]) for (e, vals), i in zip(axes, point)})
-            rows.append(row)
-            index.append((s_index, *point))
-    names = sorted({k for row in rows for k in row})
-    defaults = {k: model.elements[k].default for k in names}
-    if any(v is None for v in defaults.values()):
-        return False
-    samples = {k: np.array([row.get(k, defaults[k]) for row in rows], dtype=float) for k in names}
-    options = dict(run_options)
-    if scenarios[0] is not None:
-        for key, value in scenarios[0].time.items():
-            options.setdefault(key, value)
-    ensemble = run_ensemble(model, samples, variables=variables, **options)
-    if ensemble.sizes["time"] != n_time:
-        return False
-    for member, position in enumerate(index):
-        if bool(ensemble["ok"].values[member]):
-            for v in variables:
-                data[v][position] = ensemble[v].values[member]
-            ok[position] = True
-    return True
 
 
 def describe_lever(spec: str) -> tuple[str, list[float] | tuple[float, float] | None]:

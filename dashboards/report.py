@@ -39,6 +39,8 @@ import numpy as np
 import plotly.graph_objects as go
 import xarray as xr
 
+from pysd_runner import CrisisWarning
+
 from . import figures
 from .errors import DashboardInputError
 
@@ -52,7 +54,7 @@ BASIC_VERSION = "4.1.1"
 BASIC_SHA256 = "99784e3abfb07b142a15e521a439e6d9addceadb3f79553fd24c72774f0649ba"
 
 
-class BundleWarning(UserWarning):
+class BundleWarning(CrisisWarning):
     """The report inlines plotly.py's full plotly.js bundle instead of the smaller basic one."""
 
 #: Panel ids in page order, with their headings. A panel appears only when its input exists.
@@ -491,7 +493,7 @@ def write_report(path: str | os.PathLike, runs: xr.Dataset | str | os.PathLike, 
     if target.is_dir():
         raise DashboardInputError(f"report output '{target}' is a folder; give a file name ending in .html")
     text = build_report(runs, **options)
-    from pysd_runner.results import atomic_output
+    from pysd_runner import atomic_output
 
     with atomic_output(target, "report output") as tmp:
         tmp.write_text(text, encoding="utf-8")

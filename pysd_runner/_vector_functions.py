@@ -1,6 +1,6 @@
 """Array-aware replacements for the PySD runtime functions that branch on scalars.
 
-The vectorising pass (:mod:`pysd_runner.vectorize`) points the generated model's imports
+The vectorising pass (:mod:`pysd_runner.vectorise`) points the generated model's imports
 here. Each function behaves exactly like PySD's for scalars and DataArrays (it calls
 PySD's own implementation) and evaluates element-wise for numpy arrays of ensemble
 members. Vensim semantics are kept: IF THEN ELSE evaluates both branches only when the

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .errors import ParameterError
 
 
 class OutputFile(click.ParamType):
@@ -25,7 +26,7 @@ class OutputFile(click.ParamType):
 
     def convert(self, value, param, ctx) -> Path:
         flag = f"--{param.name}" if param is not None else "output"
-        from .results import check_output  # xarray: not at `crisis --help`
+        from .files import check_output
 
         return check_output(value, self.suffixes, what=flag)
 
@@ -57,3 +58,30 @@ max_memory_option = click.option(
     "--max-memory", type=ByteSize(), default=None, metavar="SIZE",
     help="Refuse a run estimated to need more memory than this (e.g. 4GB) [default: half of the available memory].",
 )
+
+
+def parse_set(values: tuple[str, ...]) -> dict:
+    """``name=value`` or ``name=t:v,t:v`` (a time series) into a params mapping."""
+    params = {}
+    for item in values:
+        if "=" not in item:
+            raise ParameterError(
+                f"--set expects name=value (or name=time:value,time:value); got {item!r}"
+            )
+        name, _, raw = item.partition("=")
+        name, raw = name.strip(), raw.strip()
+        if not name:
+            raise ParameterError(f"--set {item!r} has no parameter name before '='")
+        if ":" in raw:
+            pairs = []
+            for pair in raw.split(","):
+                t, sep, v = pair.partition(":")
+                if not sep:
+                    raise ParameterError(
+                        f"--set {name}: a time series is written time:value,time:value; got {raw!r}"
+                    )
+                pairs.append((t.strip(), v.strip()))
+            params[name] = pairs
+        else:
+            params[name] = raw
+    return params

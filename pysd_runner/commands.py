@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import OutputFile, max_memory_option
+from .cli_options import OutputFile, max_memory_option, parse_set
 from .errors import ParameterError
 
 
@@ -93,33 +93,6 @@ def info(model: Path, as_json: bool) -> None:
             click.echo(textwrap.fill(f"{name}: {text}", 88, initial_indent="  ", subsequent_indent="      "))
 
 
-def _parse_set(values: tuple[str, ...]) -> dict:
-    """``name=value`` or ``name=t:v,t:v`` (a time series) into a params mapping."""
-    params = {}
-    for item in values:
-        if "=" not in item:
-            raise ParameterError(
-                f"--set expects name=value (or name=time:value,time:value); got {item!r}"
-            )
-        name, _, raw = item.partition("=")
-        name, raw = name.strip(), raw.strip()
-        if not name:
-            raise ParameterError(f"--set {item!r} has no parameter name before '='")
-        if ":" in raw:
-            pairs = []
-            for pair in raw.split(","):
-                t, sep, v = pair.partition(":")
-                if not sep:
-                    raise ParameterError(
-                        f"--set {name}: a time series is written time:value,time:value; got {raw!r}"
-                    )
-                pairs.append((t.strip(), v.strip()))
-            params[name] = pairs
-        else:
-            params[name] = raw
-    return params
-
-
 #: Stocks shown in `crisis run`'s summary when --vars does not choose.
 SUMMARY_ROWS = 20
 
@@ -187,16 +160,17 @@ def run_command(model, scenarios, all_scenarios, sets, final_time, time_step, sa
     """
     from .compiler import compile_model
     from .results import save
-    from .runner import run, run_scenarios, scenarios_on_one_axis
+    from .scenario_runs import run_scenarios, scenarios_on_one_axis
+    from .runner import run
     from .scenarios import chosen_scenarios
-    from .sensitivity import parse_metric
+    from .analysis.sensitivity import parse_metric
 
     compiled = compile_model(model)
     names = chosen_scenarios(compiled, scenarios, all_scenarios)
     options = dict(final_time=final_time, time_step=time_step, saveper=saveper,
                    variables=variables, seed=seed, progress=True,
                    errors="warn" if nonfinite == "keep" else "raise", max_memory=max_memory)
-    params = _parse_set(sets)
+    params = parse_set(sets)
     if len(names) > 1:
         names, notes = scenarios_on_one_axis(compiled, names, params, final_time=final_time, time_step=time_step,
                                              saveper=saveper)
@@ -323,7 +297,7 @@ def ensemble_command(model, params_text, n, seed, scenario, sets, final_time, ti
     from .compiler import compile_model
     from .ensemble import run_ensemble
     from .results import save
-    from .sampling import sample
+    from .analysis.sampling import sample
 
     if Path(output).suffix.lower() != ".nc":
         raise ParameterError(f"--output '{output}' must end in .nc")
@@ -331,7 +305,7 @@ def ensemble_command(model, params_text, n, seed, scenario, sets, final_time, ti
     samples = sample(compiled, _names(params_text), method=method, n=100 if n is None else n, seed=seed,
                      distributions=_distributions(dists) or None)
     dataset = run_ensemble(
-        compiled, samples, params=_parse_set(sets), variables=variables, scenario=scenario,
+        compiled, samples, params=parse_set(sets), variables=variables, scenario=scenario,
         final_time=final_time, time_step=time_step, saveper=saveper, seed=seed, executor=scheduler,
         chunk_size=chunk_size, progress=True, max_memory=max_memory,
     )
@@ -365,13 +339,13 @@ def sensitivity_command(model, params_text, n, seed, scenario, sets, final_time,
           --metric "min(employment_rate)" --metric "mean(wage_share)" --n 256 --seed 1 --output out/sobol.nc
     """
     from .results import save
-    from .sensitivity import sensitivity
+    from .analysis.sensitivity import sensitivity
 
     if Path(output).suffix.lower() != ".nc":
         raise ParameterError(f"--output '{output}' must end in .nc")
     dataset = sensitivity(
         model, _names(params_text), metrics=list(metrics), method=method, n=n if n is not None else (256 if method == "sobol" else 20),
-        seed=seed, shared_params=_parse_set(sets), scenario=scenario, final_time=final_time, time_step=time_step,
+        seed=seed, shared_params=parse_set(sets), scenario=scenario, final_time=final_time, time_step=time_step,
         saveper=saveper, executor=scheduler, chunk_size=chunk_size, progress=True, max_memory=max_memory,
     )
     written = save(dataset, output)

@@ -1,4 +1,4 @@
-"""``crisis loops``: a thin click wrapper over :mod:`pysd_runner.loops`."""
+"""``crisis loops``: a thin click wrapper over :mod:`pysd_runner.analysis.loops`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import OutputFile
+from .cli_options import OutputFile, parse_set
 from .errors import ParameterError
 
 #: Widest variables column before the loop's path is wrapped onto further lines.
@@ -75,17 +75,10 @@ def loops(model, scenario, sets, dominance, max_length, max_loops, limit, knocko
     """
     import numpy as np
 
-    from .commands import _parse_set
     from .compiler import compile_model
-    from .loops import (
-        DEFAULT_MAX_LOOPS,
-        LoopScoreWarning,
-        _match_report,
-        _named_entries,
-        _periods,
-        find_loops,
-        loop_dominance,
-    )
+    from .analysis.loops import DEFAULT_MAX_LOOPS, LoopScoreWarning, find_loops, loop_dominance
+    from .analysis.loops.dominance import flag_periods
+    from .analysis.loops.named import match_report, named_entries
     from .results import save
 
     if output is not None and Path(output).suffix.lower() != ".nc":
@@ -95,7 +88,7 @@ def loops(model, scenario, sets, dominance, max_length, max_loops, limit, knocko
     if limit < 0:
         raise ParameterError(f"--limit must be 0 (every loop) or a positive number of loops; got {limit}")
     compiled = compile_model(model)
-    params = _parse_set(sets)
+    params = parse_set(sets)
     options = dict(scenario=scenario, max_length=max_length, max_loops=max_loops or DEFAULT_MAX_LOOPS,
                    names=names, knockout=list(knockouts) or None, final_time=final_time)
     dataset = None
@@ -122,7 +115,7 @@ def loops(model, scenario, sets, dominance, max_length, max_loops, limit, knocko
         rows = [(lp.id, lp.label if lp.name else "", lp.polarity, lp.length, lp.describe()) for lp in found]
         named = np.asarray([bool(lp.name) for lp in found], dtype=bool)
         order = list(range(len(rows)))  # named first, then by length
-        report = _match_report(_named_entries(compiled, names), found)
+        report = match_report(named_entries(compiled, names), found)
     shown = [j for j in order if named[j]]
     others = [j for j in order if not named[j]]
     shown += others if limit == 0 else others[:limit]
@@ -155,7 +148,7 @@ def loops(model, scenario, sets, dominance, max_length, max_loops, limit, knocko
 
                 continue
             label = rows[j][0] + (f" {rows[j][1]}" if rows[j][1] else "")
-            periods = _periods(flags[:, j], times)
+            periods = flag_periods(flags[:, j], times)
             click.echo(f"  {label}: {share[j]:.0%} of the time: {_periods_text(periods) if periods else 'never'}")
         never = int((share[[j for j in range(len(rows)) if not named[j]]] == 0).sum()) if len(rows) else 0
         if never:

@@ -35,7 +35,7 @@ CACHE_ENV = "CRISIS_CACHE_DIR"
 CONTROL_NAMES = ("initial_time", "final_time", "time_step", "saveper")
 
 
-def _pysd():
+def pysd_module():
     """Import PySD with exactly the third-party warnings known to be noise filtered."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
@@ -187,7 +187,7 @@ class CompiledModel:
 
         ``py_file`` loads a rewritten translation of this model (a knock-out) instead.
         """
-        pysd = _pysd()
+        pysd = pysd_module()
         pysd_model = pysd.load(str(py_file or self.py_file), initialize=False)
         # The translation lives in the cache, but the data files a model reads (GET XLS
         # DATA, ...) sit beside the model file: resolve them from there.
@@ -230,8 +230,8 @@ def compile_model(path: str | os.PathLike) -> CompiledModel:
 
     Examples
     --------
-    >>> model = compile_model("models/goodwin/goodwin.mdl")  # doctest: +SKIP
-    >>> [s.name for s in model.stocks]  # doctest: +SKIP
+    >>> model = compile_model("models/goodwin/goodwin.mdl")
+    >>> [s.name for s in model.stocks]
     ['employment rate', 'wage share']
     """
     source = Path(path).expanduser()
@@ -243,7 +243,7 @@ def compile_model(path: str | os.PathLike) -> CompiledModel:
     if not source.is_file():
         raise ModelFileError(f"model file '{source}' does not exist")
     source = source.resolve()
-    pysd = _pysd()
+    pysd = pysd_module()
     sha = _sha256(source)
     entry = cache_dir() / f"pysd-{pysd.__version__}" / sha
     suffix = source.suffix.lower()
@@ -384,7 +384,7 @@ def _line_of(lines: list[str], name: str) -> int | None:
     return None
 
 
-def _component_functions(tree: ast.Module) -> dict[str, tuple[str, ast.FunctionDef]]:
+def component_functions(tree: ast.Module) -> dict[str, tuple[str, ast.FunctionDef]]:
     """Map Python names of generated component functions to (Vensim name, node)."""
     found = {}
     for node in tree.body:
@@ -413,7 +413,7 @@ def _unimplemented_calls(node: ast.AST) -> list[str]:
 def _raise_unimplemented(source: Path, py_file: Path, meta: dict) -> None:
     """Turn PySD's 'not implemented' translation warnings into one error listing every element."""
     tree = ast.parse(py_file.read_text())
-    functions = _component_functions(tree)
+    functions = component_functions(tree)
     offending: dict[str, set[str]] = {}
     for vensim_name, node in functions.values():
         calls = _unimplemented_calls(node)

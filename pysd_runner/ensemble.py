@@ -1,7 +1,7 @@
 """Ensembles: many members of one model in one vectorised pass, in chunks, locally or on Dask.
 
 Each varied constant becomes a numpy array with one value per member, and the vectorised
-copy of PySD's generated module (:mod:`pysd_runner.vectorize`) integrates all members at
+copy of PySD's generated module (:mod:`pysd_runner.vectorise`) integrates all members at
 once. Outputs are read only for the requested variables at the save period, straight into
 arrays. Members that go non-finite are flagged in ``ok`` and never affect the others.
 Models (or chunks) that cannot run as arrays fall back to member-by-member runs with a
@@ -26,22 +26,14 @@ import pandas as pd
 import xarray as xr
 
 from .compiler import CompiledModel, compile_model, control_inputs
-from .errors import CrisisError, ParameterError, SimulationError, stderr_is_terminal
+from .errors import (CrisisError, ExecutorError, ParameterError, SimulationError,
+                     VectorisationWarning, stderr_is_terminal)
+from .inputs import (check_memory, check_seed, element_in_traceback, merged_params, output_cells,
+                     output_elements, provenance, time_settings)
 from .plausible import load_plausible, member_exits
-from .runner import (
-    _check_seed,
-    _element_in_traceback,
-    _merged_params,
-    _output_elements,
-    _provenance,
-    _time_settings,
-    check_memory,
-    output_cells,
-    _to_pysd,
-    run,
-)
+from .runner import configure_pysd, run
 from .scenarios import load_scenario
-from .vectorize import vector_module, vectorisation_blockers
+from .vectorise import vector_module, vectorisation_blockers
 
 __all__ = ["run_ensemble", "VectorisationWarning", "ExecutorError"]
 
@@ -52,17 +44,9 @@ ENGINES = ("auto", "compiled", "vectorised", "member-by-member")
 DEFAULT_MAX_BYTES = 512 * 2**20
 
 
-class VectorisationWarning(UserWarning):
-    """Some members were run one by one because an element cannot run on member arrays."""
-
-
-class ExecutorError(CrisisError):
-    """The executor (e.g. a Dask scheduler) cannot be reached or failed."""
-
-
 # --------------------------------------------------------------------------- samples
 
-def _normalise_samples(model: CompiledModel, samples: Any, check_ranges: bool) -> dict[str, np.ndarray]:
+def normalise_samples(model: CompiledModel, samples: Any, check_ranges: bool) -> dict[str, np.ndarray]:
     """Samples as {python name: float array (n,)}, validated against the model."""
     if isinstance(samples, xr.Dataset):
         if len(samples.dims) != 1:
@@ -149,18 +133,14 @@ def _run_vectorised(model: CompiledModel, members: dict[str, np.ndarray], fixed:
 
     n = len(next(iter(members.values())))
     pysd_model = pysd.load(str(vector_module(model)), initialize=False)
-    pysd_model._stepper_mode = False
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Replacing a constant value with")
         # Member arrays enter as callables; PySD would then treat them as time-dependent,
         # so their dependencies are reset to none: they stay constants with a run cache.
         pysd_model.set_components({name: (lambda a=array: a) for name, array in members.items()})
-        for name in members:
-            pysd_model._dependencies[name] = {}
-        pysd_model._config_simulation(
-            {k: _to_pysd(v) for k, v in fixed.items()} or None, outputs, None, "original",
-            settings["final_time"], settings["time_step"], settings["saveper"], True, progress=False,
-        )
+    for name in members:
+        pysd_model._dependencies[name] = {}
+    configure_pysd(pysd_model, fixed, outputs, {**settings, "dynamic": ()})
     getters = [(name, getattr(pysd_model.components, name)) for name in outputs]
     capacity = _save_times(settings) + 1
     store = {name: np.empty((capacity, n)) for name in outputs}
@@ -289,7 +269,7 @@ def _run_chunk(model: CompiledModel, members, fixed, settings, outputs, blockers
     try:
         return _run_vectorised(model, members, fixed, settings, outputs, on_fraction)
     except (TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError, OverflowError) as exc:
-        element = _element_in_traceback(model, exc) or "an element"
+        element = element_in_traceback(model, exc) or "an element"
         result = _run_one_by_one(model, members, fixed, settings, outputs, seeds)
         result.notes.insert(0, f"'{element}' cannot run on member arrays ({type(exc).__name__}: {exc}); "
                                f"ran these {len(result.ok)} members one by one")
@@ -317,7 +297,8 @@ def _connect(executor: Any):
         from distributed import Client, LocalCluster
     except ImportError:
         raise ExecutorError(
-            "the Dask executor needs the 'distributed' package: pip install 'crisis-dynamics[dask]'"
+            "the Dask executor needs the 'distributed' package, a dependency of crisis-dynamics that is "
+            "missing here: reinstall it (pip install crisis-dynamics)"
         ) from None
     if isinstance(executor, Client):
         return executor, False
@@ -514,12 +495,12 @@ def run_ensemble(
     if not isinstance(model, CompiledModel):
         model = compile_model(model)
     scen = load_scenario(scenario, model) if scenario is not None else None
-    members = _normalise_samples(model, samples, check_ranges)
+    members = normalise_samples(model, samples, check_ranges)
     n = len(next(iter(members.values())))
-    fixed = _merged_params(model, scen, params, check_ranges)
+    fixed = merged_params(model, scen, params, check_ranges)
     for name in members:
         fixed.pop(name, None)
-    settings = _time_settings(model, scen, fixed, final_time=final_time, time_step=time_step, saveper=saveper)
+    settings = time_settings(model, scen, fixed, final_time=final_time, time_step=time_step, saveper=saveper)
     if settings["dynamic"]:
         raise ParameterError(
             f"the time settings {', '.join(settings['dynamic'])} of model '{model.source.name}' change during the run, "
@@ -532,12 +513,12 @@ def run_ensemble(
             "so members varying it would run on different clocks; run them one by one, or fix the time "
             "settings (final_time, time_step, saveper)"
         )
-    outputs = [e.py_name for e in _output_elements(model, variables)]
+    outputs = [e.py_name for e in output_elements(model, variables)]
     ranges = load_plausible(model)
     asked = set(outputs)
     outputs += [r.py_name for r in ranges if r.py_name not in asked]
     check_memory(settings, output_cells(model, outputs), n, max_memory, what=f"the ensemble of {n:,} members")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     seeds = None
     if model.uses_random:
         root = np.random.SeedSequence(seed)
@@ -571,7 +552,7 @@ def run_ensemble(
     dataset = _assemble(model, members, results, times, outputs)
     if ranges:
         dataset = _plausibility(dataset, ranges, asked)
-    attrs = _provenance(model, fixed, scen, seed, settings)
+    attrs = provenance(model, fixed, scen, seed, settings)
     modes = sorted({r.mode for r in results})
     attrs.update({
         "engine": ",".join(modes),

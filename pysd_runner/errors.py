@@ -11,6 +11,14 @@ import difflib
 from collections.abc import Iterable
 
 
+class CrisisWarning(UserWarning):
+    """Base of every warning the toolkit gives, whichever module it is attributed to.
+
+    Warnings are raised with ``stacklevel`` pointing at the caller, so a filter by module
+    misses them; filter by this category instead (the test suite turns it into an error).
+    """
+
+
 class CrisisError(Exception):
     """A user-facing error: bad input, a model that cannot be used, a failed run."""
 
@@ -42,6 +50,40 @@ class SimulationError(CrisisError, ArithmeticError):
 
 class OutputError(CrisisError, ValueError):
     """A result cannot be written where or in the format asked."""
+
+
+# --------------------------------------------------------------------------- warnings and
+# errors of single engines and analyses (all here, so that every layer can import them)
+
+class VectorisationWarning(CrisisWarning):
+    """Some members were run one by one because an element cannot run on member arrays."""
+
+
+class ExecutorError(CrisisError):
+    """The executor (e.g. a Dask scheduler) cannot be reached or failed."""
+
+class TooManyLoopsError(CrisisError):
+    """The model has more feedback loops than the cap allows."""
+
+
+class LoopsFileError(CrisisError, ValueError):
+    """A loops.toml file is malformed or names variables the model does not have."""
+
+
+class LoopScoreWarning(CrisisWarning):
+    """Some link scores were approximated (a stateful function that is not scored exactly)."""
+
+
+class LargeRunWarning(CrisisWarning):
+    """A run will take more than a gigabyte of memory: said before it starts, never silent."""
+
+
+class NonFiniteWarning(CrisisWarning):
+    """A run produced non-finite values and ``errors="warn"`` was asked for."""
+
+
+class ImplausibleWarning(CrisisWarning):
+    """A run left a plausible range its model folder declares (plausible.toml)."""
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -32,16 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ParameterError, did_you_mean
+from .errors import ImplausibleWarning, ParameterError, did_you_mean
 
 __all__ = ["PlausibleRange", "ImplausibleWarning", "load_plausible", "plausible_path", "first_exits", "member_exits",
            "furthest_outside"]
 
 PLAUSIBLE_FILE = "plausible.toml"
-
-
-class ImplausibleWarning(UserWarning):
-    """A run left a plausible range its model folder declares (plausible.toml)."""
 
 
 @dataclass(frozen=True)

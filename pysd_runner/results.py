@@ -3,91 +3,17 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import xarray as xr
 
 from .errors import OutputError
+from .files import atomic_output, check_output
 
-__all__ = ["save", "load_result", "check_output", "atomic_output"]
+__all__ = ["save", "load_result"]
 
 FORMATS = (".nc", ".csv")
 ROW_DIMS = ("scenario", "run", "time")
-
-
-def check_output(path: str | os.PathLike, suffixes: tuple[str, ...] | None = None, *, what: str = "output") -> Path:
-    """Check, before any work, that a result can be written at ``path``; return it.
-
-    The extension must be one of ``suffixes``; the path must not be a folder; its folder
-    is created if missing and must take a new file. Raises :class:`OutputError` naming the
-    path, what is wrong and what is allowed.
-    """
-    target = Path(path).expanduser()
-    if target.is_dir():
-        allowed = f" ending in {' or '.join(suffixes)}" if suffixes else ""
-        raise OutputError(f"{what} '{target}' is a folder; give a file name{allowed}")
-    if suffixes is not None and target.suffix.lower() not in suffixes:
-        raise OutputError(
-            f"{what} '{target}' has extension '{target.suffix}'; allowed: {', '.join(suffixes)}"
-        )
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise OutputError(f"{what} '{target}' cannot be written: {reason} ('{exc.filename or target.parent}')") from None
-    if target.exists() and not os.access(target, os.W_OK):
-        raise OutputError(f"{what} '{target}' cannot be written: the file exists and is read-only")
-    return target
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-class atomic_output:
-    """``with atomic_output(path) as tmp:`` write ``tmp``; it replaces ``path`` on success.
-
-    Nothing is left behind on failure or interruption (an earlier file at ``path`` stays
-    whole), and the file gets the mode a plain ``open`` would give (the umask's).
-    """
-
-    def __init__(self, path: str | os.PathLike, what: str = "output"):
-        self.target = Path(path).expanduser()
-        self.what = what
-        self.tmp: Path | None = None
-
-    def __enter__(self) -> Path:
-        try:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            handle, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent)
-        except OSError as exc:
-            raise OutputError(f"{self.what} '{self.target}' cannot be written: {exc.strerror or exc}") from None
-        os.close(handle)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, kind, value, tb) -> bool:
-        assert self.tmp is not None
-        if kind is None:
-            try:
-                os.chmod(self.tmp, _umask_mode())
-                os.replace(self.tmp, self.target)
-                return False
-            except OSError as exc:
-                self.tmp.unlink(missing_ok=True)
-                raise OutputError(f"{self.what} '{self.target}' cannot be written: {exc.strerror or exc}") from None
-        self.tmp.unlink(missing_ok=True)
-        if isinstance(value, OSError) and not isinstance(value, OutputError):
-            raise OutputError(
-                f"{self.what} '{self.target}' cannot be written: {value.strerror or value}"
-            ) from None
-        return False
 
 
 def save(dataset: xr.Dataset, path: str | os.PathLike) -> Path:

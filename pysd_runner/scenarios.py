@@ -18,9 +18,12 @@ Format (``models/<name>/scenarios/<scenario>.toml``)::
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,3 +179,47 @@ def _parse(data: dict, path: Path) -> Scenario:
         time=time_settings,
         path=path.resolve(),
     )
+
+
+def _toml_string(text: str) -> str:
+    # JSON string escapes are valid TOML basic-string escapes.
+    return json.dumps(str(text), ensure_ascii=False)
+
+
+def _comment(text: str) -> str:
+    """Text safe on one TOML comment line (no line breaks or other control characters)."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", str(text))
+
+
+def scenario_toml(description: str, params: Mapping[str, float], policies: Mapping[str, tuple] | None = None,
+                  time: Mapping[str, float] | None = None, comments: Sequence[str] = ()) -> str:
+    """A scenario file's text, in the format :func:`load_scenario` reads.
+
+    ``params`` maps names to numbers, ``policies`` names to ``(times, values)``, ``time``
+    the keys of :data:`TIME_KEYS` to numbers; ``comments`` become ``#`` lines at the top
+    (control characters are replaced, so each stays one line).
+
+    >>> print(scenario_toml("Higher slope", {"phillips slope": 1.5}, time={"final_time": 50}), end="")
+    description = "Higher slope"
+    <BLANKLINE>
+    [params]
+    "phillips slope" = 1.5
+    <BLANKLINE>
+    [time]
+    final_time = 50
+    """
+    lines = [_comment(f"# {c}") for c in comments]
+    lines += [f"description = {_toml_string(description)}", "", "[params]"]
+    lines += [f"{_toml_string(name)} = {float(value)!r}" for name, value in params.items()]
+    if policies:
+        lines += ["", "[policies]"]
+        for name, (times, values) in policies.items():
+            lines.append(f"{_toml_string(name)} = {{ time = {[float(t) for t in times]!r}, "
+                         f"value = {[float(v) for v in values]!r} }}")
+    if time:
+        unknown = set(time) - set(TIME_KEYS)
+        if unknown:
+            raise ScenarioError(f"unknown time setting '{sorted(unknown)[0]}'; allowed: {', '.join(TIME_KEYS)}")
+        lines += ["", "[time]"]
+        lines += [f"{key} = {value!r}" for key, value in time.items()]
+    return "\n".join(lines) + "\n"

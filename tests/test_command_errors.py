@@ -199,7 +199,7 @@ def test_warnings_are_one_line_each(tmp_path):
 
 def test_a_large_run_is_announced_before_it_starts():
     from pysd_runner import LargeRunWarning
-    from pysd_runner.runner import check_memory
+    from pysd_runner.inputs import check_memory
 
     settings = {"initial_time": 0.0, "final_time": 300.0, "saveper": 0.1, "time_step": 0.1}
     with pytest.warns(LargeRunWarning, match=r"about 1\.\d+ GiB in memory and its file about 0\.\d+ GiB"):

@@ -29,13 +29,13 @@ TARGET_SECONDS = 30.0
 def measure(path: Path) -> dict:
     from click.testing import CliRunner
 
-    import pysd_runner.runner as runner
+    import pysd_runner.analysis.loops.trajectories as trajectories
     from pysd_runner import compile_model
     from pysd_runner.cli import main
-    from pysd_runner.loops import _Trajectories
+    from pysd_runner.analysis.loops.trajectories import Trajectories
 
     model = compile_model(path)
-    _Trajectories(model, None, scenario=None)  # warm: kernel machine code, array-aware module
+    Trajectories(model, None, scenario=None)  # warm: kernel machine code, array-aware module
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = CliRunner().invoke(main, ["loops", str(path), "--dominance", "--output", str(Path(tmp) / "l.nc")])
@@ -45,16 +45,16 @@ def measure(path: Path) -> dict:
     first = result.output.split()
     loops = int(first[0]) if first and first[0].isdigit() else None  # "N feedback loop(s) in MODEL"
     start = time.perf_counter()
-    compiled = _Trajectories(model, None, scenario=None)
+    compiled = Trajectories(model, None, scenario=None)
     compiled_seconds = time.perf_counter() - start
-    original = runner._simulate_compiled
-    runner._simulate_compiled = lambda *args, **kwargs: None  # the same run stepped through PySD
+    original = trajectories.simulate_compiled
+    trajectories.simulate_compiled = lambda *args, **kwargs: None  # the same run stepped through PySD
     try:
         start = time.perf_counter()
-        plain = _Trajectories(model, None, scenario=None)
+        plain = Trajectories(model, None, scenario=None)
         plain_seconds = time.perf_counter() - start
     finally:
-        runner._simulate_compiled = original
+        trajectories.simulate_compiled = original
     assert compiled.run_attrs["engine"] == "compiled" and plain.run_attrs["engine"] == "pysd"
     return {"model": str(path.relative_to(ROOT)), "loops": loops, "command_seconds": command,
             "steps": len(compiled.times), "compiled_run_seconds": compiled_seconds,

@@ -17,7 +17,8 @@ import xarray as xr
 from click.testing import CliRunner
 from plotly.utils import PlotlyJSONEncoder
 
-from dashboards import app as app_module
+from dashboards.app import page as app_page
+from dashboards.app import settings as app_settings
 from dashboards.app import (
     MAX_PINS,
     OFF_KEY,
@@ -98,9 +99,9 @@ def test_at_most_four_pins(levers):
 
 def test_pins_sent_back_by_the_browser_are_validated(levers):
     good = {lv.py_name: lv.base for lv in levers}
-    pins, messages = app_module._validate_pins(levers, [good, {"phillips_slope": 99}, "junk"])
+    pins, messages = app_settings.validate_pins(levers, [good, {"phillips_slope": 99}, "junk"])
     assert pins == [good] and len(messages) == 2
-    assert app_module._validate_pins(levers, {"not": "a list"})[1] == ["pinned runs: malformed data was discarded"]
+    assert app_settings.validate_pins(levers, {"not": "a list"})[1] == ["pinned runs: malformed data was discarded"]
 
 
 def test_export_reproduces_the_current_run(goodwin, levers, tmp_path):
@@ -193,18 +194,16 @@ def test_loop_switches_of_a_small_model(goodwin_loops):
 
 
 def test_loop_switches_are_kept_on_disk_beside_the_translated_model(goodwin_loops):
-    from dashboards import app
-
     switches = loop_switches(goodwin_loops)
     # One file per model content and loops.toml text (other loops files may share the folder).
     stored = [p for p in goodwin_loops.py_file.parent.glob("loop_switches_*.json")
               if [tuple(e["link"]) for e in json.loads(p.read_text())] == [sw.link for sw in switches]]
     assert len(stored) == 1
-    app._SWITCHES.clear()  # a new process: read back from disk, not enumerated again
+    app_settings._SWITCHES.clear()  # a new process: read back from disk, not enumerated again
     again = loop_switches(goodwin_loops)
     assert again == switches and again is not switches
     stored[0].write_text("not json")  # a damaged copy is rebuilt
-    app._SWITCHES.clear()
+    app_settings._SWITCHES.clear()
     assert loop_switches(goodwin_loops) == switches
     assert json.loads(stored[0].read_text())[0]["id"] == "B1"
 
@@ -253,16 +252,16 @@ def test_switched_off_loops_in_the_address_of_a_model_without_switches(levers):
 def test_switched_off_loops_of_pins_sent_back_by_the_browser_are_validated(levers):
     base = {lv.py_name: lv.base for lv in levers}
     stored = [{**base, OFF_KEY: ["B2", "R1"]}, {**base, OFF_KEY: ["Z9"]}, {**base, OFF_KEY: "R1"}]
-    pins, messages = app_module._validate_pins(levers, stored, SWITCHES)
+    pins, messages = app_settings.validate_pins(levers, stored, SWITCHES)
     assert pins == [{**base, OFF_KEY: ("R1", "B2")}] and len(messages) == 2
     assert "unknown loop 'Z9'" in messages[0] and "malformed loop switches" in messages[1]
 
 
 def test_pin_and_current_labels_name_the_switched_off_loops(levers):
     pin = {**{lv.py_name: lv.base for lv in levers}, "phillips_slope": 1.7, OFF_KEY: ("R1", "B4")}
-    assert app_module._pin_label(levers, pin, 2) == "pin 2: phillips slope 1.7; loops off: R1, B4"
-    assert app_module._current_label(pin) == "current (loops off: R1, B4)"
-    assert app_module._current_label({}) == "current"
+    assert app_page._pin_label(levers, pin, 2) == "pin 2: phillips slope 1.7; loops off: R1, B4"
+    assert app_page._current_label(pin) == "current (loops off: R1, B4)"
+    assert app_page._current_label({}) == "current"
 
 
 def test_simulator_runs_with_loops_knocked_out(goodwin_loops):
@@ -360,7 +359,7 @@ def test_single_run_figures_equal_the_full_build_for_every_run():
     model = compile_model(GOODWIN)
     first, second = run(model, final_time=30), run(model, {"phillips slope": 1.4}, final_time=30)
     panels = figures.sector_panels(first)
-    fast = app_module._SingleRunFigures(panels, phase=True)
+    fast = app_page._SingleRunFigures(panels, phase=True)
     encode = lambda fig: json.loads(json.dumps(fig, cls=PlotlyJSONEncoder))  # noqa: E731
     for ds in (first, second):  # the first call builds, the second swaps the data
         expected = [figures.trajectories(ds, panels, title=""), figures.phase_portrait(ds)]
@@ -370,7 +369,7 @@ def test_single_run_figures_equal_the_full_build_for_every_run():
             fig.update_layout(uirevision="levers")
             full = fig.to_plotly_json()
             assert encode(quick["data"]) == encode(full["data"])
-            assert encode(quick["layout"]) == encode(app_module._quick_layout(full["layout"]))
+            assert encode(quick["layout"]) == encode(app_page._quick_layout(full["layout"]))
     assert fast(first)[0]["data"][0]["y"] != fast(second)[0]["data"][0]["y"]
     assert fast(first)[1]["data"][0]["x"] != fast(second)[1]["data"][0]["x"]
 
@@ -380,7 +379,7 @@ def test_quick_layout_changes_only_what_slows_redraws():
 
     ds = run(compile_model(GOODWIN), final_time=30)
     layout = figures.trajectories(ds).to_plotly_json()["layout"]
-    quick = app_module._quick_layout(layout)
+    quick = app_page._quick_layout(layout)
     axes = [key for key in layout if key.startswith(("xaxis", "yaxis"))]
     assert len(axes) >= 4
     for key in axes:
@@ -395,4 +394,4 @@ def test_arrays_go_to_the_browser_in_plotly_base64_form():
     from _plotly_utils.utils import to_typed_array_spec
 
     for values in (np.linspace(0.0, 1.0, 401), np.array([1.5]), np.arange(10.0)[::2], [1, 2, 3]):
-        assert app_module._array(values) == to_typed_array_spec(np.asarray(values, dtype=float))
+        assert app_page._array(values) == to_typed_array_spec(np.asarray(values, dtype=float))

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from pysd_runner import compile_model, run, run_ensemble
 from pysd_runner.cli import main
 from pysd_runner.errors import ParameterError
-from pysd_runner.vectorize import vectorisation_blockers
+from pysd_runner.vectorise import vectorisation_blockers
 
 from ..tolerance import assert_close_to_scale
 from .suite import (

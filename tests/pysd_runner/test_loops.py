@@ -14,11 +14,10 @@ from click.testing import CliRunner
 from pysd_runner import compile_model, load_result, run, save
 from pysd_runner.cli import main
 from pysd_runner.errors import ParameterError
-from pysd_runner.loops import (
+from pysd_runner.analysis.loops import (
     LoopScoreWarning,
     LoopsFileError,
     TooManyLoopsError,
-    _Trajectories,
     causal_graph,
     cutting_link,
     dominance_periods,
@@ -27,6 +26,7 @@ from pysd_runner.loops import (
     loop_dominance,
     match_named_loops,
 )
+from pysd_runner.analysis.loops.trajectories import Trajectories
 
 from ..conftest import FIXTURES, MODELS
 from ..tolerance import assert_close_to_scale
@@ -252,7 +252,7 @@ def test_reconstructed_variables_equal_the_scalar_run():
     per_step = {}
     for fixture in ("loops_smooth.mdl", "step_ramp.mdl", "lookup.mdl", "not_vectorisable.mdl"):
         model = compile_model(FIXTURES / fixture)
-        trajectories = _Trajectories(model, None, scenario=None)
+        trajectories = Trajectories(model, None, scenario=None)
         per_step[fixture] = trajectories.evaluated_per_step
         full = run(model, saveper=model.control["time_step"])
         for name in full.data_vars:
@@ -263,7 +263,7 @@ def test_reconstructed_variables_equal_the_scalar_run():
 
 
 def test_equations_that_branch_on_scalars_are_evaluated_step_by_step():
-    trajectories = _Trajectories(compile_model(FIXTURES / "loops_decay.mdl"), None, scenario=None)
+    trajectories = Trajectories(compile_model(FIXTURES / "loops_decay.mdl"), None, scenario=None)
     stock = trajectories.values["stock"]
     namespace = trajectories.namespace
 
@@ -443,11 +443,11 @@ def test_reformism_dominance_from_the_command_line(reformism_cli):
 
 def test_loop_scores_from_the_kernel_equal_those_from_pysd(monkeypatch):
     # The run behind the scores takes the kernel's Euler steps; PySD's give the same numbers.
-    import pysd_runner.runner as runner
+    import pysd_runner.analysis.loops.trajectories as trajectories
 
     model = compile_model(MODELS / "keen" / "keen.mdl")
     compiled = loop_dominance(model, final_time=20)
-    monkeypatch.setattr(runner, "_simulate_compiled", lambda *args, **kwargs: None)
+    monkeypatch.setattr(trajectories, "simulate_compiled", lambda *args, **kwargs: None)
     plain = loop_dominance(model, final_time=20)
     assert (compiled.attrs["engine"], plain.attrs["engine"]) == ("compiled", "pysd")
     for name in ("loop_score", "relative_score", "link_score"):
@@ -459,7 +459,7 @@ def test_loop_scores_from_the_kernel_equal_those_from_pysd(monkeypatch):
 
 @pytest.mark.parametrize("name", ["goodwin", "keen"])
 def test_teaching_models_name_their_loops_with_the_stated_polarity(name):
-    from pysd_runner.loops import find_loops, match_named_loops
+    from pysd_runner.analysis.loops import find_loops, match_named_loops
 
     model = compile_model(MODELS / name / f"{name}.mdl")
     path = model.source.parent / "loops.toml"

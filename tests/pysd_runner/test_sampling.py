@@ -114,9 +114,19 @@ def test_morris_ranks_ishigami_inputs(ishigami):
 def test_metrics_on_goodwin(goodwin):
     result = sensitivity(goodwin, ["phillips slope", "phillips intercept"], metrics=[
         "min(employment_rate)", "mean(wage share, 20, 80)", "time_of_max(wage_share)", "at(employment_rate, 50)",
-        lambda ds: ds["employment_rate"].max("time").values,
+        "max(employment_rate)", lambda ds: ds["employment_rate"].max("time").values,
     ], method="morris", n=4, seed=1, final_time=100)
-    assert list(result["metric"].values)[:2] == ["min(employment_rate)", "mean(wage_share, 20, 80)"]
+    assert list(result["metric"].values) == [
+        "min(employment_rate)", "mean(wage_share, 20, 80)", "time_of_max(wage_share)", "at(employment_rate, 50)",
+        "max(employment_rate)", "<lambda>"]
+    for name in ("mu", "mu_star", "sigma", "mu_star_conf"):
+        assert np.isfinite(result[name].values).all(), name
+        # The string metric and the same metric as a function give the same indices.
+        np.testing.assert_array_equal(result[name].sel(metric="max(employment_rate)").values,
+                                      result[name].sel(metric="<lambda>").values, err_msg=name)
+    # Time of the peak moves by years when the Phillips curve changes, a level by far less.
+    assert float(result["mu_star"].sel(metric="time_of_max(wage_share)").max()) > 1
+    assert float(result["mu_star"].sel(metric="min(employment_rate)").max()) < 1
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,10 @@ module (never PySD itself): it strips the ``float`` casts and points those impor
 from __future__ import annotations
 
 import ast
-import os
-import tempfile
 from pathlib import Path
 
-from .compiler import CompiledModel, _component_functions
+from .files import atomic_write
+from .compiler import CompiledModel, component_functions
 
 __all__ = ["vector_module", "vectorisation_blockers"]
 
@@ -54,7 +53,7 @@ class _StripFloat(ast.NodeTransformer):
         return node
 
 
-def _rewrite(source: str) -> str:
+def rewrite(source: str) -> str:
     tree = _StripFloat().visit(ast.parse(source))
     body = []
     for node in tree.body:
@@ -76,12 +75,8 @@ def vector_module(model: CompiledModel) -> Path:
     target = model.py_file.with_name(VECTOR_FILE)
     if target.is_file():
         return target
-    text = _rewrite(model.py_file.read_text())
-    handle, tmp = tempfile.mkstemp(prefix=".vector.", suffix=".py", dir=target.parent)
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    os.replace(tmp, target)
-    return target
+    text = rewrite(model.py_file.read_text())
+    return atomic_write(target, text, what="vectorised model cache")
 
 
 _BLOCKERS: dict[tuple[str, str], dict[str, str]] = {}
@@ -115,7 +110,7 @@ def _find_blockers(model: CompiledModel) -> dict[str, str]:
         name for name, module in imported.items()
         if name not in VECTOR_SAFE.get(module, set()) and name != "Component"
     }
-    for vensim_name, function in _component_functions(tree).values():
+    for vensim_name, function in component_functions(tree).values():
         for sub in ast.walk(function):
             if isinstance(sub, ast.Name) and sub.id in unsafe:
                 blockers.setdefault(vensim_name, f"uses {sub.id}, which does not work on member arrays")

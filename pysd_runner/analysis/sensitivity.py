@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .compiler import CompiledModel, compile_model
-from .errors import ParameterError, SimulationError
-from .sampling import _resolve
+from ..compiler import CompiledModel, compile_model
+from ..errors import ParameterError, SimulationError
+from .sampling import resolve_marginals
 
 __all__ = ["sensitivity", "Metric", "parse_metric"]
 
@@ -163,7 +163,7 @@ def sensitivity(
         ``mu``, ``mu_star``, ``sigma``, ``mu_star_conf``. Attrs: method, n, seed,
         members, and the ensemble's provenance.
     """
-    from .ensemble import run_ensemble
+    from ..ensemble import run_ensemble
 
     if not isinstance(model, CompiledModel):
         model = compile_model(model)
@@ -174,7 +174,7 @@ def sensitivity(
     if not metrics:
         raise ParameterError("give at least one metric, e.g. 'min(profit_rate)'")
     parsed = [parse_metric(m, model) for m in metrics]
-    elements, marginals = _resolve(model, params, bounds, None)
+    elements, marginals = resolve_marginals(model, params, bounds, None)
     names = [e.py_name for e in elements]
     problem = {"num_vars": len(names), "names": names, "bounds": [list(spec) for _, spec in marginals]}
     if len(names) < 2:

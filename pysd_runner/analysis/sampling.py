@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .compiler import CompiledModel, Element
-from .errors import ParameterError
+from ..compiler import CompiledModel, Element
+from ..errors import ParameterError
+from ..inputs import check_seed
 
 __all__ = ["sample", "parse_distribution", "METHODS", "default_parameters", "is_switch"]
 
@@ -66,7 +67,7 @@ def parse_distribution(text: str):
     return frozen
 
 
-def _resolve(model: CompiledModel, params, bounds, distributions):
+def resolve_marginals(model: CompiledModel, params, bounds, distributions):
     elements = (
         default_parameters(model) if params is None
         else [model.resolve(p, kinds=("constant",), role="parameter") for p in params]
@@ -142,9 +143,8 @@ def sample(
         raise ParameterError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ParameterError(f"n must be a positive integer; got {n!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ParameterError(f"seed must be a non-negative integer or None; got {seed!r}")
-    elements, marginals = _resolve(model, params, bounds, distributions)
+    seed = check_seed(seed)
+    elements, marginals = resolve_marginals(model, params, bounds, distributions)
     d = len(elements)
     rng = np.random.default_rng(seed)
     if method == "lhs":

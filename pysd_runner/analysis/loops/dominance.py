@@ -1,0 +1,336 @@
+"""Link scores, loop scores and loop dominance (Loops That Matter), and the periods a loop dominates."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ...compiler import CompiledModel, compile_model
+from ...errors import LoopScoreWarning, ParameterError
+from ...inputs import as_number
+from ...knockouts import no_link_message
+from .common import AMBIGUOUS, DEFAULT_MAX_LOOPS, DOMINANCE_SHARE, Loop
+from .trajectories import Trajectories
+from .graph import settle_from_run, structural_graph
+from .named import match_report, named_entries
+from .cycles import analyse
+
+
+def _save_indices(times: np.ndarray, settings: Mapping[str, float]) -> np.ndarray:
+    t0, tf, dt, saveper = (settings[k] for k in ("initial_time", "final_time", "time_step", "saveper"))
+    n_save = int(math.floor((tf - t0) / saveper + 1e-9)) + 1
+    wanted = t0 + saveper * np.arange(n_save)
+    index = np.rint((wanted - t0) / dt).astype(int)
+    return index[index < times.size]
+
+
+def _relative(scores: np.ndarray) -> np.ndarray:
+    """Scores over (time, loop) of one partition -> relative scores in [-1, 1]."""
+    out = np.full(scores.shape, np.nan)
+    with np.errstate(all="ignore"):
+        magnitude = np.abs(scores)
+        infinite = np.isinf(magnitude)
+        any_inf = infinite.any(axis=1)
+        scale = np.nanmax(np.where(np.isnan(magnitude), -np.inf, magnitude), axis=1)
+        finite_scores = scores / np.where((scale > 0) & np.isfinite(scale), scale, 1.0)[:, None]
+        total = np.nansum(np.abs(finite_scores), axis=1)
+        rel = finite_scores / np.where(total > 0, total, 1.0)[:, None]
+        inf_rel = np.sign(scores) * infinite / np.maximum(infinite.sum(axis=1), 1)[:, None]
+        rel = np.where(any_inf[:, None], inf_rel, rel)
+    defined = ~np.isnan(scores).any(axis=1)
+    out[defined] = rel[defined]
+    return out
+
+
+def _dominant(relative: np.ndarray) -> np.ndarray:
+    """The smallest set of loops per time, by decreasing |relative score|, explaining half the change."""
+    magnitude = np.abs(relative)
+    valid = ~np.isnan(magnitude).any(axis=1) & (np.nan_to_num(magnitude) > 0).any(axis=1)
+    magnitude = np.where(np.isnan(magnitude), 0.0, magnitude)
+    order = np.argsort(-magnitude, axis=1, kind="stable")
+    cumulative = np.cumsum(np.take_along_axis(magnitude, order, axis=1), axis=1)
+    needed = np.argmax(cumulative >= DOMINANCE_SHARE - 1e-12, axis=1) + 1
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :].repeat(order.shape[0], axis=0), axis=1)
+    return (rank < needed[:, None]) & valid[:, None]
+
+
+def link_scores(
+    model: CompiledModel | str | os.PathLike,
+    links: Sequence[tuple[str, str]] | None = None,
+    params: Mapping[str, Any] | None = None,
+    *,
+    scenario: str | os.PathLike | None = None,
+    final_time: float | None = None,
+    time_step: float | None = None,
+    saveper: float | None = None,
+    seed: int | None = None,
+    knockout: Any = None,
+):
+    """Link scores over a run (Loops That Matter, with the 2023 flow-to-stock correction).
+
+    Parameters
+    ----------
+    model : CompiledModel or path
+    links : list of (source, target), optional
+        Links by Vensim or Python names; default every link of the causal graph.
+    params, scenario, final_time, time_step, saveper, seed, knockout
+        As in :func:`pysd_runner.run`.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``link_score(time, link)`` at every save time (NaN where a score needs earlier time
+        steps than the run has), with coordinates ``source``, ``target`` (Python names) and
+        ``polarity`` per link.
+    """
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
+    graph, _ = structural_graph(model, include_constants=True)
+    if links is None:
+        chosen = [(u, v) for u, v in graph.edges if graph.nodes[u]["kind"] != "constant"]
+    else:
+        chosen = []
+        for pair in links:
+            if not (isinstance(pair, Sequence) and not isinstance(pair, str) and len(pair) == 2):
+                raise ParameterError(f"each link must be a (source, target) pair; got {pair!r}")
+            source, target = (model.resolve(p).py_name for p in pair)
+            if not graph.has_edge(source, target):
+                raise ParameterError(no_link_message(model, source, target))
+            chosen.append((source, target))
+    trajectories = Trajectories(model, params, scenario=scenario, final_time=final_time, time_step=time_step,
+                                 seed=seed, knockout=knockout)
+    if saveper is not None:
+        trajectories.settings["saveper"] = float(saveper)
+    ambiguous = [e for e in chosen if graph.edges[e]["polarity"] == AMBIGUOUS]
+    settle_from_run(graph, trajectories, ambiguous)
+    index = _save_indices(trajectories.times, trajectories.settings)
+    columns, approximated = [], []
+    for source, target in chosen:
+        score, exact = trajectories.link_score(source, target, graph.edges[source, target]["polarity"])
+        columns.append(score[index])
+        if not exact:
+            approximated.append(f"{source} -> {target}")
+    data = np.stack(columns, axis=1) if columns else np.empty((index.size, 0))
+    return _dataset_links(model, trajectories, graph, chosen, data, index, approximated)
+
+
+def _dataset_links(model, trajectories, graph, chosen, data, index, approximated):
+    import xarray as xr
+
+    times = trajectories.times[index]
+    ids = [f"{u} -> {v}" for u, v in chosen]
+    ds = xr.Dataset(
+        {"link_score": (("time", "link"), data, {
+            "long_name": "Link score", "units": "1",
+            "comment": "Loops That Matter link score (Schoenberg et al. 2020; flow-to-stock correction 2023)",
+        })},
+        coords={
+            "time": ("time", times, {"units": model.time_units, "long_name": "Time"}),
+            "link": ("link", np.asarray(ids, dtype=str)),
+            "source": ("link", np.asarray([u for u, _ in chosen], dtype=str)),
+            "target": ("link", np.asarray([v for _, v in chosen], dtype=str)),
+            "link_polarity": ("link", np.asarray([graph.edges[e]["polarity"] for e in chosen], dtype=str)),
+        },
+    )
+    ds.attrs.update(_attrs(trajectories, approximated))
+    return ds
+
+
+def _attrs(trajectories: Trajectories, approximated: list[str]) -> dict:
+    attrs = {k: v for k, v in trajectories.run_attrs.items() if k != "knockout"}
+    attrs["saveper"] = trajectories.settings["saveper"]
+    attrs["knockout"] = json.dumps(trajectories.knockout.describe(trajectories.run_attrs)
+                                   if trajectories.knockout is not None else [])
+    attrs["approximated_links"] = json.dumps(approximated)
+    attrs["evaluated_step_by_step"] = json.dumps(sorted(trajectories.evaluated_per_step))
+    attrs["method"] = (
+        "Loops That Matter (Schoenberg, Davidsen & Eberlein 2020) with the flow-to-stock correction of "
+        "Schoenberg, Hayward & Eberlein (2023); scores at each save time from the Euler steps before it"
+    )
+    if approximated:
+        warnings.warn(
+            f"model '{trajectories.model.source.name}': {len(approximated)} link score(s) approximated "
+            f"(stateful functions scored as a unit transfer): {', '.join(approximated[:6])}",
+            LoopScoreWarning, stacklevel=3,
+        )
+    return attrs
+
+
+def loop_dominance(
+    model: CompiledModel | str | os.PathLike,
+    params: Mapping[str, Any] | None = None,
+    *,
+    scenario: str | os.PathLike | None = None,
+    final_time: float | None = None,
+    time_step: float | None = None,
+    saveper: float | None = None,
+    seed: int | None = None,
+    max_length: int | None = None,
+    max_loops: int = DEFAULT_MAX_LOOPS,
+    names: str | os.PathLike | bool | None = None,
+    knockout: Any = None,
+):
+    """Loop dominance over a run: loop scores, relative loop scores and dominant loops.
+
+    Follows "Loops That Matter" (Schoenberg, Davidsen & Eberlein 2020) with the corrected
+    flow-to-stock link score (Schoenberg, Hayward & Eberlein 2023); see the module docs.
+
+    Parameters
+    ----------
+    model : CompiledModel or path
+    params, scenario, final_time, time_step, saveper, seed
+        The run to analyse, as in :func:`pysd_runner.run`.
+    max_length, max_loops, names
+        Which loops to score, as in :func:`find_loops`.
+    knockout : list, optional
+        Links held fixed (see :func:`pysd_runner.run`); their loops are cut and not scored.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``time`` (the save times) and ``loop`` (loop ids ``L1``, ...) with coordinates
+        ``name`` (e.g. "B1 Profit squeeze", the loop id when unnamed), ``named``,
+        ``polarity`` (R, B or ?), ``variables`` (Vensim names joined by
+        `` -> ``), ``length`` and ``partition``; variables ``loop_score``, ``relative_score``
+        (in [-1, 1]; NaN at times before the scores are defined) and ``dominant`` (bool); also
+        ``link_score(time, link)`` for the links on the loops. Provenance attrs of the run, the
+        knock-outs and any approximated links.
+
+    Examples
+    --------
+    >>> ds = loop_dominance("models/goodwin/goodwin.mdl", final_time=30)
+    >>> dict(ds["relative_score"].sizes)
+    {'time': 301, 'loop': 3}
+    """
+    import xarray as xr
+
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
+    trajectories = Trajectories(model, params, scenario=scenario, final_time=final_time, time_step=time_step,
+                                 seed=seed, knockout=knockout)
+    if saveper is not None:
+        value = as_number(saveper, "saveper")
+        if value < trajectories.settings["time_step"] * (1 - 1e-9):
+            raise ParameterError(
+                f"saveper ({value:g}) must be at least the time step ({trajectories.settings['time_step']:g})"
+            )
+        trajectories.settings["saveper"] = value
+    loops, graph, _ = analyse(model, params, scenario=scenario, max_length=max_length, max_loops=max_loops,
+                               names=names, numeric=True, knockout=knockout, final_time=final_time,
+                               time_step=time_step, seed=seed, trajectories=trajectories)
+    index = _save_indices(trajectories.times, trajectories.settings)
+    edges = sorted({e for loop in loops for e in loop.edges})
+    scores, approximated = {}, []
+    for source, target in edges:
+        score, exact = trajectories.link_score(source, target, graph.edges[source, target]["polarity"])
+        scores[(source, target)] = score[index]
+        if not exact:
+            approximated.append(f"{source} -> {target}")
+    n_time, n_loop = index.size, len(loops)
+    loop_score = _loop_products(loops, edges, scores, n_time)
+    relative = np.full((n_time, n_loop), np.nan)
+    dominant = np.zeros((n_time, n_loop), bool)
+    for part in sorted({loop.partition for loop in loops}):
+        members = [j for j, loop in enumerate(loops) if loop.partition == part]
+        rel = _relative(loop_score[:, members])
+        relative[:, members] = rel
+        dominant[:, members] = _dominant(rel)
+    links_ds = _dataset_links(model, trajectories, graph, edges,
+                              np.stack([scores[e] for e in edges], axis=1) if edges else np.empty((n_time, 0)),
+                              index, approximated)
+    ids = [loop.id for loop in loops]
+    ds = xr.Dataset(
+        {
+            "loop_score": (("time", "loop"), loop_score, {
+                "long_name": "Loop score", "units": "1",
+                "comment": "Product of the link scores around the loop (Loops That Matter)",
+            }),
+            "relative_score": (("time", "loop"), relative, {
+                "long_name": "Relative loop score", "units": "1",
+                "comment": "Loop score over the sum of absolute loop scores in its partition, in [-1, 1]; "
+                           "NaN before the scores are defined (the first two time steps)",
+            }),
+            "dominant": (("time", "loop"), dominant, {
+                "long_name": "Dominant loop",
+                "comment": "In the smallest set of loops of its partition, by decreasing |relative score|, "
+                           f"that together explain at least {DOMINANCE_SHARE:.0%} of the change",
+            }),
+            "link_score": links_ds["link_score"],
+        },
+        coords={
+            "time": links_ds["time"],
+            "loop": ("loop", np.asarray(ids, dtype=str)),
+            "name": ("loop", np.asarray([loop.label for loop in loops], dtype=str),
+                     {"long_name": "Loop name (from loops.toml, e.g. 'B1 Profit squeeze'; the loop id if unnamed)"}),
+            "named": ("loop", np.asarray([bool(loop.name) for loop in loops], dtype=bool)),
+            "polarity": ("loop", np.asarray([loop.polarity for loop in loops], dtype=str),
+                         {"long_name": "Loop polarity (R reinforcing, B balancing, ? depends on the state)"}),
+            # Variable-length strings: a model with thousands of long loops stays small on disk.
+            "variables": ("loop", np.asarray([loop.describe() for loop in loops], dtype=object)),
+            "length": ("loop", np.asarray([loop.length for loop in loops], dtype=np.int64)),
+            "partition": ("loop", np.asarray([loop.partition for loop in loops], dtype=np.int64)),
+            "link": links_ds["link"],
+            "source": links_ds["source"],
+            "target": links_ds["target"],
+            "link_polarity": links_ds["link_polarity"],
+        },
+        attrs=links_ds.attrs,
+    )
+    for name in ("loop_score", "relative_score", "dominant", "link_score"):
+        # Mostly zeros and repeated values in large models: compressed in netCDF.
+        ds[name].encoding.update({"zlib": True, "complevel": 1})
+    ds.attrs["max_length"] = max_length if max_length is not None else "none"
+    ds.attrs["n_loops"] = n_loop
+    ds.attrs["named_loops"] = json.dumps(match_report(named_entries(model, names), loops))
+    return ds
+
+
+def _loop_products(loops: Sequence[Loop], edges: list[tuple[str, str]], scores: Mapping, n_time: int) -> np.ndarray:
+    """Products of link scores around every loop at once: sums of logs through an incidence matrix."""
+    from scipy import sparse
+
+    if not loops:
+        return np.ones((n_time, 0))
+    column = {edge: i for i, edge in enumerate(edges)}
+    rows = [column[edge] for loop in loops for edge in loop.edges]
+    cols = [j for j, loop in enumerate(loops) for _ in range(loop.length)]
+    # (link, loop) counts; an elementary loop passes each link at most once.
+    incidence = sparse.csc_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(edges), len(loops)))
+    links = np.stack([scores[e] for e in edges], axis=1)  # (time, link)
+    with np.errstate(all="ignore"):
+        magnitude = np.abs(links)
+        logs = np.where(magnitude > 0, np.log(np.where(magnitude > 0, magnitude, 1.0)), 0.0)
+        logs = np.where(np.isnan(links), 0.0, logs)
+        stacked = np.concatenate([logs, (magnitude == 0), (links < 0), np.isnan(links)], axis=0).astype(float)
+        sums = np.asarray((sparse.csr_matrix(stacked) @ incidence).todense())
+        log_sum, zeros, negatives, missing = np.split(sums, 4, axis=0)
+        product = np.where(np.rint(negatives) % 2 == 1, -1.0, 1.0) * np.exp(log_sum)
+    product = np.where(zeros > 0, 0.0, product)
+    return np.where(missing > 0, np.nan, product)
+
+
+def dominance_periods(dataset, loop: str) -> list[tuple[float, float]]:
+    """The (start, end) save times of the periods in which a loop is dominant."""
+    return flag_periods(dataset["dominant"].sel(loop=loop).values, dataset["time"].values)
+
+
+def flag_periods(flags, times) -> list[tuple[float, float]]:
+    flags = np.asarray(flags, dtype=bool)
+    times = np.asarray(times, dtype=float)
+    periods, start = [], None
+    for k, flag in enumerate(flags):
+        if flag and start is None:
+            start = k
+        if not flag and start is not None:
+            periods.append((float(times[start]), float(times[k - 1])))
+            start = None
+    if start is not None:
+        periods.append((float(times[start]), float(times[-1])))
+    return periods
