@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from .compiler import CompiledModel, compile_model
-from .errors import ImplausibleWarning, ParameterError, ScenarioError, SimulationError
+from .errors import ImplausibleWarning, ScenarioError, SimulationError
 from .ensemble import normalise_samples, run_ensemble
 from .inputs import merged_params, normalise_params, output_elements, params_json, provenance, time_settings
 from .plausible import plausible_path
@@ -109,45 +109,61 @@ def scenarios_on_one_axis(
     return kept, notes
 
 
-def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwargs: dict) -> xr.Dataset | None:
-    """Run scenarios as members of one vectorised ensemble when that gives the same numbers.
+def _design_ensemble(model: CompiledModel, scenarios: Sequence[Scenario | None], members: Mapping[str, np.ndarray],
+                     outputs: list[str] | None, options: Mapping[str, Any]) -> tuple[xr.Dataset, list[dict]] | None:
+    """Every scenario x member combination as one member of one ensemble, or None.
 
-    Possible when the scenarios differ only in constants (no policies), share their time
-    settings, and the model vectorises (no random functions, subscripts or blocked
-    functions). Members equal scalar runs to rounding (tests check every model), and all
-    scenarios then cost about as much as one run. Returns None when not possible.
+    Possible when the scenarios set only constants (no policies), share their time settings
+    and the model has no random functions; members equal single runs to rounding (the tests
+    check every model). ``options`` holds the run's ``params`` (shared by every scenario),
+    ``final_time``, ``time_step``, ``saveper``, ``check_ranges``, ``progress`` and
+    ``max_memory``. Returns the ensemble (members scenario-major) and each scenario's constants.
+    """
+    check = options.get("check_ranges", True)
+    given = {k: options.get(k) for k in ("final_time", "time_step", "saveper")}
+    if model.uses_random or any(s is not None and s.policies for s in scenarios):
+        return None
+    effective = [time_settings(model, s, merged_params(model, s, options.get("params"), False), **given) for s in scenarios]
+    if any(e != effective[0] for e in effective):
+        return None
+    shared = normalise_params(model, options.get("params"), check)
+    per_scenario = []
+    for scen in scenarios:
+        values = merged_params(model, scen, None, check)
+        values.update(shared)
+        if any(not isinstance(v, float) for v in values.values()):
+            return None  # a time series: run one by one
+        per_scenario.append(values)
+    n = len(next(iter(members.values()))) if members else 1
+    rows = [{**base, **{k: float(v[i]) for k, v in members.items()}} for base in per_scenario for i in range(n)]
+    names = sorted({k for row in rows for k in row} | {next(iter(model.constants)).py_name})
+    defaults = {k: model.elements[k].default for k in names}
+    if any(v is None for v in defaults.values()):
+        return None  # a subscripted or computed constant: no scalar default to fill in
+    design = {k: np.array([row.get(k, defaults[k]) for row in rows]) for k in names}
+    settings = {k: effective[0][k] for k in ("final_time", "time_step", "saveper")}
+    ensemble = run_ensemble(model, design, variables=outputs, check_ranges=check, progress=options.get("progress", False),
+                            max_memory=options.get("max_memory"), **settings)
+    return ensemble, per_scenario
+
+
+def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwargs: dict) -> xr.Dataset | None:
+    """Run scenarios as members of one ensemble (:func:`_design_ensemble`) when that gives the
+    same numbers and is fast (the model vectorises); all scenarios then cost about one run.
+    Returns None when not possible, or when a member went non-finite (the single runs then
+    report the first non-finite time and variable).
     """
     allowed = {"params", "final_time", "time_step", "saveper", "variables", "check_ranges", "max_memory"}
     if len(scenarios) < 2 or set(kwargs) - allowed - {"progress", "seed", "errors"} or kwargs.get("errors", "raise") != "raise":
         return None
-    given = {k: kwargs.get(k) for k in ("final_time", "time_step", "saveper")}
-    effective = [time_settings(model, s, merged_params(model, s, kwargs.get("params"), False), **given) for s in scenarios]
-    if model.uses_random or any(s.policies for s in scenarios) or any(e != effective[0] for e in effective):
-        return None
     if len({s.name for s in scenarios}) != len(scenarios) or vectorisation_blockers(model):
         return None
-    check = kwargs.get("check_ranges", True)
-    shared = normalise_params(model, kwargs.get("params"), check)
-    if any(not isinstance(v, float) for v in shared.values()):
-        return None  # time-varying shared values: run one by one
-    per_scenario = []
-    for scen in scenarios:
-        try:
-            values = normalise_params(model, scen.params, check)
-        except ParameterError as exc:
-            raise ScenarioError(f"scenario file '{scen.path}': {exc}") from None
-        values.update(shared)
-        per_scenario.append(values)
-    varied = sorted({k for values in per_scenario for k in values} | {next(iter(model.constants)).py_name})
-    samples = {k: [values.get(k, model.elements[k].default) for values in per_scenario] for k in varied}
-    if any(v is None for column in samples.values() for v in column):
-        return None  # a subscripted or computed constant: no scalar default to fill in
-    settings = {k: effective[0][k] for k in ("final_time", "time_step", "saveper")}
-    ensemble = run_ensemble(model, samples, variables=kwargs.get("variables"), check_ranges=check,
-                            progress=kwargs.get("progress", False), max_memory=kwargs.get("max_memory"), **settings)
-    bad = np.flatnonzero(~ensemble["ok"].values)
-    if bad.size:
-        return None  # let the scalar runs report the first non-finite time and variable
+    found = _design_ensemble(model, scenarios, {}, kwargs.get("variables"), kwargs)
+    if found is None:
+        return None
+    ensemble, per_scenario = found
+    if not ensemble["ok"].values.all():
+        return None
     names = [s.name for s in scenarios]
     exits = {}
     if "plausible" in ensemble:
@@ -157,12 +173,16 @@ def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwarg
             warnings.warn(f"scenario '{name}' of model '{model.source.name}' left its plausible ranges "
                           f"({plausible_path(model).name}): {text}", ImplausibleWarning, stacklevel=3)
         ensemble = ensemble.drop_vars(["plausible", "implausible"])
-    data = ensemble.drop_vars(["ok", *samples]).rename({"run": "scenario"})
+    samples = [k for k in ensemble.data_vars if ensemble[k].dims == ("run",)]
+    data = ensemble.drop_vars(samples).rename({"run": "scenario"})
     data = data.assign_coords(
         scenario=("scenario", np.asarray(names, dtype=str), {"long_name": "Scenario"}),
         scenario_description=("scenario", np.asarray([s.description for s in scenarios], dtype=str)),
     )
-    attrs = provenance(model, shared, scenarios[0], kwargs.get("seed"), effective[0])
+    shared = normalise_params(model, kwargs.get("params"), kwargs.get("check_ranges", True))
+    given = {k: kwargs.get(k) for k in ("final_time", "time_step", "saveper")}
+    settings = time_settings(model, scenarios[0], merged_params(model, scenarios[0], kwargs.get("params"), False), **given)
+    attrs = provenance(model, shared, scenarios[0], kwargs.get("seed"), settings)
     attrs["scenario"] = ",".join(names)
     attrs["scenario_description"] = ""
     attrs["params"] = json.dumps({n: json.loads(params_json(v)) for n, v in zip(names, per_scenario)}, sort_keys=True)
@@ -205,30 +225,11 @@ def run_design(
     if len(set(labels)) != len(labels):
         raise ScenarioError(f"the scenarios of a design must have distinct names; got {labels}")
     outputs = [e.py_name for e in output_elements(model, variables)]
-    as_members = not any(s is not None and s.policies for s in loaded) and not set(run_options) - {
-        "final_time", "time_step", "saveper", "check_ranges", "max_memory"}
-    if as_members:
-        times = {tuple(sorted(s.time.items())) if s is not None else () for s in loaded}
-        as_members = len(times) == 1
-    if as_members:
-        rows = []
-        for scen in loaded:
-            base = merged_params(model, scen, None, run_options.get("check_ranges", True))
-            if any(not isinstance(v, float) for v in base.values()):
-                as_members = False
-                break
-            rows += [{**base, **{k: float(v[i]) for k, v in members.items()}} for i in range(n)]
-    if as_members:
-        names = sorted({k for row in rows for k in row})
-        defaults = {k: model.elements[k].default for k in names}
-        as_members = all(v is not None for v in defaults.values())
-    if as_members:
-        options = dict(run_options)
-        if loaded[0] is not None:
-            for key, value in loaded[0].time.items():
-                options.setdefault(key, value)
-        design = {k: np.array([row.get(k, defaults[k]) for row in rows]) for k in names}
-        ensemble = run_ensemble(model, design, variables=outputs, **options)
+    found = None
+    if not set(run_options) - {"final_time", "time_step", "saveper", "check_ranges", "max_memory"}:
+        found = _design_ensemble(model, loaded, members, outputs, run_options)
+    if found is not None:
+        ensemble = found[0]
         time = ensemble["time"]
         values = {v: ensemble[v].values.reshape(len(loaded), n, -1) for v in outputs}
         ok = ensemble["ok"].values.reshape(len(loaded), n)
