@@ -16,7 +16,7 @@ import numpy as np
 from .compiler import CompiledModel
 
 
-__all__ = ["generate", "KernelUnsupported", "engine_error", "KERNEL_VERSION"]
+__all__ = ["generate", "plan", "KernelPlan", "KernelUnsupported", "engine_error", "KERNEL_VERSION"]
 
 #: Bumped whenever the generated code changes, so stale kernels are never reused.
 KERNEL_VERSION = "4"
@@ -213,7 +213,7 @@ class _Translate(ast.NodeTransformer):
         self.p = parsed
         self.owner = owner
         self.arrays = arrays
-        self.held = held or {}          # knocked-out sources -> the variable holding their value
+        self.held = held or {}          # knocked-out sources -> the code of the value the target sees
         self.substituted: set[str] = set()
         self.reads: set[str] = set()   # component py_names read
         self.states: set[str] = set()  # stateful objects read
@@ -294,7 +294,7 @@ class _Translate(ast.NodeTransformer):
             self.reads.add(name)
             if name in self.held:
                 self.substituted.add(name)
-                return ast.Name(self.held[name], ast.Load())
+                return ast.parse(self.held[name], mode="eval").body
             prefix = "c_" if name in self.p.constants else "v_"
             return ast.Name(prefix + name, ast.Load())
         if name == "float" and len(node.args) == 1:
@@ -403,20 +403,44 @@ def _order(parsed: _Parsed, deps: dict[str, set[str]]) -> list[str]:
     return order
 
 
-def generate(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()):
-    """Kernel source, its arrays, the constants (parameter slots), the recordable names, the
-    DELAY objects and the constants' values in the generated code.
+@dataclass
+class KernelPlan:
+    """A model's step function before it is written in a language: the statements (Python
+    syntax, over scalar locals) of initialisation, of one step's auxiliaries and of the state
+    update, in the order every engine must run them. :func:`generate` writes it for numba,
+    :mod:`pysd_runner.javascript` for the browser."""
+
+    parsed: _Parsed
+    knockouts: tuple[tuple[str, str], ...]
+    arrays: dict[str, np.ndarray]
+    constants: list[str]                 # parameter slots, in order
+    order: list[str]                     # auxiliaries in evaluation order
+    recordable: list[str]                # constants, then auxiliaries
+    aux_code: dict[str, str]             # auxiliary -> expression
+    captures: dict[str, list[int]]       # auxiliary source -> knock-outs captured from it at the first step
+    init_lines: list[str]                # initialisation statements (may set ``redo``)
+    update: list[str]                    # the Euler update of every state variable
+    finals: list[str]                    # state variables checked for finiteness at the end
+    delays: list[_Stateful]
+    defaults: np.ndarray                 # the constants' values in the generated code
+
+
+def plan(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = (), *, switchable: bool = False) -> KernelPlan:
+    """The model's :class:`KernelPlan`.
 
     ``knockouts`` are ``(source, target)`` links (Python names) cut as
     :func:`pysd_runner.run` cuts them: after initialisation the target (its equation, and
     the non-initial arguments of its stateful objects) sees the source held at a fixed
-    value: given per run, or the source's value at the initial time.
+    value ``k_j``: given per run, or the source's value at the initial time. With
+    ``switchable``, link ``j`` is cut only when ``KA[j]`` is true, so one step function
+    serves every combination of the links.
     """
     parsed = _Parsed(model)
     arrays: dict[str, np.ndarray] = {}
     held_by: dict[str, dict[str, str]] = {}
     for j, (source, target) in enumerate(knockouts):
-        held_by.setdefault(target, {})[source] = f"k_{j}"
+        live = ("c_" if source in parsed.constants else "v_") + source
+        held_by.setdefault(target, {})[source] = f"(k_{j} if KA[{j}] else {live})" if switchable else f"k_{j}"
     substituted: set[tuple[str, str]] = set()
 
     def translate(owner: str, target: str | None, expr: ast.AST, *, live: bool = False) -> _Translate:
@@ -516,6 +540,54 @@ def generate(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()):
 
     constants = list(parsed.constants)
     recordable = constants + order
+    update: list[str] = []
+    for obj, st in parsed.statefuls.items():
+        if st.kind in ("integ", "nonneg"):
+            update.append(f"d0_{obj.lstrip('_')} = {ddt_code[obj][0]}")
+        elif st.kind == "delay":
+            source, time = ddt_code[obj]
+            tag = obj.lstrip('_')
+            update.append(f"st_{tag} = {time}")
+            for i in range(st.order):
+                inflow = source if i == 0 else f"{_state_var(obj, i - 1)} / st_{tag}"
+                update.append(f"d{i}_{tag} = (({inflow}) - {_state_var(obj, i)} / st_{tag}) * {float(st.order)!r}")
+        elif st.kind == "smooth":
+            source, time = ddt_code[obj]
+            update.append(f"st_{obj.lstrip('_')} = {time}")
+            for i in range(st.order):
+                target = source if i == 0 else _state_var(obj, i - 1)
+                update.append(f"d{i}_{obj.lstrip('_')} = ({target} - {_state_var(obj, i)}) * {float(st.order)!r} / st_{obj.lstrip('_')}")
+    for obj, st in parsed.statefuls.items():
+        if st.kind == "integ":
+            update.append(f"{_state_var(obj)} = {_state_var(obj)} + d0_{obj.lstrip('_')} * DT")
+        elif st.kind == "nonneg":
+            update.append(f"{_state_var(obj)} = np.maximum({_state_var(obj)} + d0_{obj.lstrip('_')} * DT, 0.0)")
+        elif st.kind in ("smooth", "delay"):
+            for i in range(st.order):
+                update.append(f"{_state_var(obj, i)} = {_state_var(obj, i)} + d{i}_{obj.lstrip('_')} * DT")
+    if not update:
+        update.append("pass")
+    finals = [_state_var(obj, i) for obj, st in parsed.statefuls.items() if st.kind != "initial"
+              for i in range(st.order if st.kind in ("smooth", "delay") else 1)]
+    captures: dict[str, list[int]] = {}
+    for j, (source, _) in enumerate(knockouts):
+        if source not in parsed.constants:
+            captures.setdefault(source, []).append(j)
+    delays = [st for st in parsed.statefuls.values() if st.kind == "delay"]
+    defaults = np.array([parsed.constant_values[name] for name in constants], dtype=float)
+    return KernelPlan(parsed, tuple(knockouts), arrays, constants, order, recordable, aux_code, captures,
+                      init_lines, update, finals, delays, defaults)
+
+
+def generate(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()):
+    """Kernel source (numba), its arrays, the constants (parameter slots), the recordable
+    names, the DELAY objects and the constants' values in the generated code.
+
+    ``knockouts`` as for :func:`plan`.
+    """
+    p = plan(model, knockouts)
+    parsed, arrays, constants, recordable, order = p.parsed, p.arrays, p.constants, p.recordable, p.order
+    aux_code, captures, init_lines, update, finals = p.aux_code, p.captures, p.init_lines, p.update, p.finals
     lines = [
         '"""Generated by pysd_runner.kernel from a PySD translation; do not edit."""',
         "import numpy as np",
@@ -557,14 +629,11 @@ def generate(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()):
     member.append("redo = False")
     # Knocked-out links: k_j holds the value the target sees (KV[j], or NaN for "the
     # source's value at the initial time", captured where the source is first computed).
-    captures: dict[str, list[int]] = {}
     for j, (source, _) in enumerate(knockouts):
         member.append(f"k_{j} = 0.0")
         if source in parsed.constants:
             member.append(f"k_{j} = KV[{j}] if not np.isnan(KV[{j}]) else c_{source}")
             member.append(f"KOUT[m, {j}] = k_{j}")
-        else:
-            captures.setdefault(source, []).append(j)
     member.extend(init_lines)
     member.append("good = True")
     member.append("s = 0")
@@ -592,43 +661,12 @@ def generate(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()):
         "    s += 1",
     ])
     loop.append("if k + 1 < nt:")
-    update: list[str] = []
-    for obj, st in parsed.statefuls.items():
-        if st.kind in ("integ", "nonneg"):
-            update.append(f"d0_{obj.lstrip('_')} = {ddt_code[obj][0]}")
-        elif st.kind == "delay":
-            source, time = ddt_code[obj]
-            tag = obj.lstrip('_')
-            update.append(f"st_{tag} = {time}")
-            for i in range(st.order):
-                inflow = source if i == 0 else f"{_state_var(obj, i - 1)} / st_{tag}"
-                update.append(f"d{i}_{tag} = (({inflow}) - {_state_var(obj, i)} / st_{tag}) * {float(st.order)!r}")
-        elif st.kind == "smooth":
-            source, time = ddt_code[obj]
-            update.append(f"st_{obj.lstrip('_')} = {time}")
-            for i in range(st.order):
-                target = source if i == 0 else _state_var(obj, i - 1)
-                update.append(f"d{i}_{obj.lstrip('_')} = ({target} - {_state_var(obj, i)}) * {float(st.order)!r} / st_{obj.lstrip('_')}")
-    for obj, st in parsed.statefuls.items():
-        if st.kind == "integ":
-            update.append(f"{_state_var(obj)} = {_state_var(obj)} + d0_{obj.lstrip('_')} * DT")
-        elif st.kind == "nonneg":
-            update.append(f"{_state_var(obj)} = np.maximum({_state_var(obj)} + d0_{obj.lstrip('_')} * DT, 0.0)")
-        elif st.kind in ("smooth", "delay"):
-            for i in range(st.order):
-                update.append(f"{_state_var(obj, i)} = {_state_var(obj, i)} + d{i}_{obj.lstrip('_')} * DT")
-    if not update:
-        update.append("pass")
     loop.extend("    " + u for u in update)
     member.extend("    " + line for line in loop)
-    finals = [_state_var(obj, i) for obj, st in parsed.statefuls.items() if st.kind != "initial"
-              for i in range(st.order if st.kind in ("smooth", "delay") else 1)]
     if finals:
         member.append("if not (" + " and ".join(f"np.isfinite({v})" for v in finals) + "):")
         member.append("    good = False")
     member.append("ok[m] = 2 if redo else (1 if good else 0)")
     body.extend("    " + line for line in member)
     lines.extend("    " + line for line in body)
-    delays = [st for st in parsed.statefuls.values() if st.kind == "delay"]
-    defaults = np.array([parsed.constant_values[name] for name in constants], dtype=float)
-    return "\n".join(lines) + "\n", arrays, constants, recordable, delays, defaults
+    return "\n".join(lines) + "\n", arrays, constants, recordable, p.delays, p.defaults
