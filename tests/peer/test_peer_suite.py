@@ -5,7 +5,8 @@ For each Vensim model of the vendored suite, plain PySD is run here (not recorde
   current, and a model a new PySD passes is noticed);
 - if it passes, the model must not be listed, ``crisis run`` must give the canonical output
   (rtol 1e-3, PySD's own comparison), and the compiled kernel and the vectorised ensemble,
-  where they take the model, must equal plain PySD to 1e-10 of each series' scale.
+  where they take the model, must equal plain PySD to 1e-10 of each series' scale, and the
+  JavaScript engine (under Node) must equal the kernel to 1e-9.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from click.testing import CliRunner
 from pysd_runner import compile_model, run, run_ensemble
 from pysd_runner.cli import main
 from pysd_runner.errors import ParameterError
+from pysd_runner.javascript import javascript
 from pysd_runner.vectorise import vectorisation_blockers
 
+from ..node import run_engines
 from ..tolerance import assert_close_to_scale
 from .suite import (
     assert_matches_canonical,
@@ -37,6 +40,7 @@ from .suite import (
 CASES = discover()
 FAILURES = load_failures()
 ENGINE_RTOL = 1e-10
+JS_RTOL = 1e-9
 
 #: Engines each passing model ran on, filled as the tests run (printed at the end).
 ENGINES_USED: dict[str, list[str]] = {}
@@ -100,6 +104,13 @@ def test_model(case, tmp_path):
         frame = dataset_frame(compiled, columns, expected.index)
         _assert_close_to_scale(frame, expected[list(frame.columns)], "compiled kernel")
         used.append("compiled")
+        # The JavaScript engine (under Node) runs what the kernel runs: equal to it to 1e-9.
+        engine = javascript(model)
+        (js,) = run_engines([{"engine": engine.source, "want": [n for n in names if n in engine.recordable]}], tmp_path)
+        np.testing.assert_array_equal(js["time"], compiled["time"].values, err_msg="JavaScript: save times")
+        for name, column in js["values"].items():
+            assert_close_to_scale(column, compiled[name].values, JS_RTOL, err_msg=f"JavaScript: '{name}'")
+        used.append("javascript")
 
     constant = _one_constant(model)
     if constant is not None and not vectorisation_blockers(model) and not model.control_dynamic:
