@@ -1,4 +1,4 @@
-"""``crisis report``, ``crisis grid`` and ``crisis app``: thin click wrappers over dashboards.
+"""``crisis report``, ``crisis grid``, ``crisis web`` and ``crisis app``: thin click wrappers over dashboards.
 
 Registered lazily in :data:`pysd_runner.cli.COMMANDS`; user errors raise
 :class:`pysd_runner.errors.CrisisError` subclasses, which the group prints as
@@ -102,6 +102,35 @@ def grid(model, levers, steps, scenarios, all_scenarios, variables, final_time, 
     failed = result.attrs.get("n_failed_runs", 0)
     runs = int(result["ok"].size)
     click.echo(f"Ran {runs} runs ({failed} did not stay finite). Wrote {written}")
+
+
+@click.command("web")
+@click.argument("model", type=_file)
+@click.option("--scenario", "-s", "scenarios", multiple=True, metavar="NAME|PATH",
+              help="Offer this scenario (repeat for several; the first opens). Default: every scenario of the model.")
+@click.option("--vars", "variables", metavar="A,B", help="Comma-separated variables for the figure's panels.")
+@click.option("--title", help="Page title (default: from the model name).")
+@click.option("--output", "-o", type=OutputFile(".html"), default=None,
+              help="Where to write the page (.html; default: out/web/MODEL.html).")
+def web(model, scenarios, variables, title, output):
+    """Write the model as one HTML page that simulates in the browser (no server, no network).
+
+    The page runs the model's equations as JavaScript generated from the compiled kernel:
+    every lever, any combination, loop switches, pins and a scenario export. It opens
+    from file:// and can be e-mailed.
+
+    \b
+    Example:
+      crisis web models/reformism/reformism.mdl --scenario recession_austerity --output out/reformism.html
+    """
+    from .web import write_web
+
+    if output is None:
+        output = Path("out") / "web" / f"{model.stem}.html"
+        output.parent.mkdir(parents=True, exist_ok=True)
+    names = [v.strip() for v in variables.split(",") if v.strip()] if variables else None
+    written = write_web(output, model, list(scenarios) or None, variables=names, title=title)
+    click.echo(f"Wrote {written} ({written.stat().st_size / 1e6:.1f} MB): open it in a browser")
 
 
 @click.command("app")

@@ -242,7 +242,7 @@ def _text(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _script_json(text: str) -> str:
+def script_json(text: str) -> str:
     """Make JSON text safe inside a ``<script>`` block: no ``<``, ``>`` or ``&`` characters."""
     return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
@@ -250,7 +250,7 @@ def _script_json(text: str) -> str:
 
 def _json_block(element_id: str, payload: Any) -> str:
     text = payload if isinstance(payload, str) else json.dumps(payload, allow_nan=False, separators=(",", ":"))
-    return f'<script type="application/json" id="{_text(element_id)}">{_script_json(text)}</script>'
+    return f'<script type="application/json" id="{_text(element_id)}">{script_json(text)}</script>'
 
 
 # --------------------------------------------------------------------------- panels

@@ -20,6 +20,7 @@ COMMANDS = {
     "report": "dashboards.commands:report",
     "grid": "dashboards.commands:grid",
     "app": "dashboards.commands:app",
+    "web": "dashboards.commands:web",
     "calibrate": "calibration.commands:calibrate",
     "data": "calibration.commands:data",
     "facts": "calibration.commands:facts",

@@ -37,10 +37,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compiler import CompiledModel
-from .inputs import time_settings
+from .inputs import merged_params, time_settings
+from .scenarios import load_scenario
 from .kernel_codegen import RPREC, SMALL_VENSIM, KernelUnsupported, plan
 
-__all__ = ["WebEngine", "javascript", "JS_VERSION"]
+__all__ = ["WebEngine", "javascript", "scenario_inputs", "JS_VERSION"]
 
 #: Bumped whenever the generated JavaScript changes.
 JS_VERSION = "1"
@@ -402,3 +403,16 @@ def javascript(model: CompiledModel, links: tuple[tuple[str, str], ...] | list =
         '})(typeof self !== "undefined" ? self : globalThis);',
     ]
     return WebEngine("\n".join(lines) + "\n", list(constants), p.defaults, list(p.recordable), links)
+
+
+def scenario_inputs(model: CompiledModel, scenario=None) -> dict:
+    """A scenario as a page's engine takes it: ``constants`` (Python name -> number, the
+    values it sets), ``policies`` (Python name -> ``[times, values]``) and ``time`` (the four
+    time settings, numbers)."""
+    scen = load_scenario(scenario, model) if scenario is not None else None
+    params = merged_params(model, scen, None, True)
+    settings = time_settings(model, scen, params)
+    constants = {k: float(v) for k, v in params.items() if not isinstance(v, tuple)}
+    policies = {k: [[float(x) for x in v[0]], [float(y) for y in v[1]]] for k, v in params.items() if isinstance(v, tuple)}
+    time = {k: float(settings[k]) for k in ("initial_time", "final_time", "time_step", "saveper")}
+    return {"constants": constants, "policies": policies, "time": time}

@@ -12,7 +12,7 @@ from typing import Any
 
 from .compiler import CONTROL_NAMES, CompiledModel, component_functions
 
-__all__ = ["STATEFUL_INITIAL_ARGS", "FOLLOWERS", "Structure", "element_inputs", "objects_of"]
+__all__ = ["STATEFUL_INITIAL_ARGS", "FOLLOWERS", "Structure", "element_inputs", "objects_of", "sketch_views"]
 
 #: PySD stateful classes and the positions of their initial-value arguments (not dynamic links).
 STATEFUL_INITIAL_ARGS = {
@@ -118,3 +118,41 @@ def objects_of(model: CompiledModel, py_name: str) -> list[str]:
     if isinstance(deps, dict):
         walk(deps)
     return out
+
+
+def _sketch_key(name: str) -> str:
+    return " ".join(name.strip().strip('"').replace("_", " ").lower().split())
+
+
+def sketch_views(model: CompiledModel) -> dict[str, str]:
+    """Python name -> the title of the first sketch view that shows the element.
+
+    A Vensim model's views are usually its sectors ("*View 1 Profitability" gives
+    "Profitability"). Read from the sketch section of a .mdl file; a model without one
+    (an XMILE file, a model with no sketch) gives ``{}``.
+
+    >>> views = sketch_views(__import__("pysd_runner").compile_model("models/goodwin/goodwin.mdl"))
+    >>> views["phillips_slope"]
+    'Goodwin growth cycle'
+    """
+    import csv
+    import re
+
+    if model.source.suffix.lower() != ".mdl":
+        return {}
+    text = model.source.read_text(encoding="utf-8", errors="replace")
+    start = text.find("\\\\\\---///")
+    if start < 0:
+        return {}
+    by_key = {_sketch_key(e.name): e.py_name for e in model.elements.values()}
+    views: dict[str, str] = {}
+    view = None
+    for line in text[start:].splitlines():
+        if line.startswith("*"):
+            view = re.sub(r"^View\s*\d+\s*", "", line[1:].strip()) or line[1:].strip()
+        elif line.startswith("10,") and view:
+            fields = next(csv.reader([line]))
+            py_name = by_key.get(_sketch_key(fields[2])) if len(fields) > 2 else None
+            if py_name is not None:
+                views.setdefault(py_name, view)
+    return views

@@ -1,0 +1,208 @@
+"""``crisis web``: the model in one self-contained HTML page that simulates in the browser.
+
+The page holds the model as JavaScript written from the compiled kernel
+(:func:`pysd_runner.javascript`), so it needs no server and no network: it opens from
+``file://`` and can be e-mailed. The engine runs in a Web Worker (the page never blocks);
+a scheduler keeps at most one run queued and drops slider values passed over on the way.
+
+On the page:
+
+- the headline figure, one variable per panel (small multiples; colour means the run:
+  the current settings, then up to four pins), beside the levers;
+- the scenario's own levers first, then every lever with a Vensim range in collapsible
+  sector groups (the model's sketch views) with a search box; each slider shows its
+  value and unit;
+- a scenario selector, reset, pin and compare, fixed axes, loop switches (the named loops
+  of loops.toml, each cut by knocking out one link), export of the settings as a scenario
+  TOML file, and the settings kept in the address (``#scenario=...&lever=value&off=R1``);
+- ``window.crisis``, a documented JavaScript API for embedding and tests
+  (see ``dashboards/static/web.js``).
+
+A model the page cannot take (what the kernel does not translate) is refused with the
+element named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pysd_runner import (
+    CompiledModel,
+    KernelUnsupported,
+    atomic_write,
+    compile_model,
+    javascript,
+    list_scenarios,
+    load_scenario,
+    run,
+    scenario_inputs,
+    sketch_views,
+    toolkit_version,
+)
+
+from .errors import DashboardInputError
+from .figures import sector_panels
+from .report import script_json, plotly_bundle
+
+__all__ = ["build_web", "write_web", "MAX_PANELS"]
+
+STATIC = Path(__file__).parent / "static"
+#: Panels of the headline figure (one variable each).
+MAX_PANELS = 8
+#: Characters of a lever's documentation kept for its tooltip.
+COMMENT_CHARS = 400
+
+_CSP = ("default-src 'none'; script-src 'unsafe-inline' blob:; worker-src blob:; style-src 'unsafe-inline'; "
+        "img-src data: blob:; font-src data:; connect-src 'none'")
+
+
+def _panels(model: CompiledModel, scenario: str | None, variables: Sequence[str] | None, recordable: set[str]) -> list[str]:
+    if variables:
+        names = []
+        for raw in variables:
+            element = model.resolve(raw)
+            if element.py_name not in recordable:
+                raise DashboardInputError(f"--vars: '{element.name}' cannot be shown in the page (not a variable "
+                                          "the engine records)")
+            names.append(element.py_name)
+        return names[:MAX_PANELS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = run(model, scenario=scenario)
+    panels = sector_panels(ds)
+    chosen: list[str] = []
+    per_panel = max(1, MAX_PANELS // max(1, len(panels)))
+    for names in panels.values():
+        chosen += [n for n in names[:per_panel] if n in recordable and n not in chosen]
+    return chosen[:MAX_PANELS]
+
+
+def _loops(model: CompiledModel) -> list[dict]:
+    from .app.settings import loop_switches
+
+    return [{"id": sw.id, "name": sw.name, "polarity": sw.polarity, "link": list(sw.link),
+             "label": sw.label} for sw in loop_switches(model)]
+
+
+def build_web(model: CompiledModel | str | os.PathLike, scenarios: Sequence[str] | None = None, *,
+              variables: Sequence[str] | None = None, title: str | None = None) -> str:
+    """The page's HTML text (see the module docs).
+
+    ``scenarios`` are names or TOML files (default: every scenario of the model, the
+    baseline first when there is one); the model's own defaults are always offered too.
+    ``variables`` chooses the figure's panels (default: the headline variables of each
+    sector, or of each group of units).
+    """
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
+    loops = _loops(model)
+    links: list[list[str]] = []
+    for loop in loops:
+        if loop["link"] not in links:
+            links.append(loop["link"])
+        loop["link"] = links.index(loop["link"])
+    try:
+        engine = javascript(model, [tuple(link) for link in links])
+    except KernelUnsupported as exc:
+        raise DashboardInputError(
+            f"model '{model.source.name}' cannot run in the page: {exc}. Use `crisis app`, which runs it on a server"
+        ) from None
+    if "</script" in engine.source.lower():
+        raise DashboardInputError(f"model '{model.source.name}': the generated JavaScript cannot be inlined")
+    names = list(scenarios) if scenarios else list_scenarios(model)
+    if not scenarios and "baseline" in names:
+        names.remove("baseline")
+        names.insert(0, "baseline")
+    chosen = []
+    for ref in names:
+        scen = load_scenario(ref, model)
+        inputs = scenario_inputs(model, scen)
+        unknown = [k for k in [*inputs["constants"], *inputs["policies"]] if k not in engine.constants]
+        if unknown:
+            raise DashboardInputError(f"scenario '{scen.name}' sets '{model.elements[unknown[0]].name}', which the "
+                                      "page cannot change (not a plain constant)")
+        chosen.append({"name": scen.name, "description": scen.description, **inputs})
+    defaults = scenario_inputs(model, None)
+    chosen.append({"name": "defaults", "description": "The model's own values, with no scenario.", **defaults})
+    if len({s["name"] for s in chosen}) != len(chosen):
+        raise DashboardInputError(f"scenario names must be distinct; got {[s['name'] for s in chosen]}")
+    views = sketch_views(model)
+    constants = []
+    for slot, py_name in enumerate(engine.constants):
+        element = model.elements[py_name]
+        low, high = element.limits
+        lever = low is not None and high is not None and high > low
+        step = element.step if element.step and element.step > 0 else ((high - low) / 100 if lever else None)
+        constants.append({
+            "slot": slot, "py_name": py_name, "name": element.name, "units": element.units,
+            "comment": element.comment[:COMMENT_CHARS], "low": low, "high": high, "step": step,
+            "default": float(engine.defaults[slot]), "lever": lever, "sector": views.get(py_name, "Other"),
+        })
+    recordable = set(engine.recordable)
+    variables_meta = [{"py_name": n, "name": model.elements[n].name, "units": model.elements[n].units}
+                      for n in engine.recordable]
+    panels = _panels(model, chosen[0]["name"] if chosen[0]["name"] != "defaults" else None, variables, recordable)
+    meta = {
+        "name": model.source.name, "title": title or f"{model.name}: simulate in the page",
+        "version": toolkit_version(), "model_sha256": model.sha256,
+        "time": chosen[0]["time"], "constants": constants, "variables": variables_meta, "panels": panels,
+        "scenarios": chosen, "loops": loops, "links": links,
+        "sectors": sorted({c["sector"] for c in constants if c["lever"]}, key=lambda s: (s == "Other", s)),
+    }
+    bundle_name, plotly_js = plotly_bundle({"scatter"})
+    page_js = (STATIC / "web.js").read_text(encoding="utf-8")
+    css = (STATIC / "web.css").read_text(encoding="utf-8")
+    text = lambda value: html.escape(str(value), quote=True)  # noqa: E731
+    model_json = script_json(json.dumps(meta, allow_nan=False, separators=(",", ":")))
+    digest = hashlib.sha256(engine.source.encode()).hexdigest()[:12]
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta name="generator" content="crisis-dynamics {text(toolkit_version())}; engine {digest}; {text(bundle_name)}">'
+        f"<title>{text(meta['title'])}</title><style>{css}</style></head><body>"
+        '<header><div class="titlebar">'
+        f"<h1>{text(meta['title'])}</h1>"
+        '<div class="controls">'
+        '<label>Scenario <select id="scenario"></select></label>'
+        '<button id="reset" type="button" title="Back to the scenario\'s values">Reset</button>'
+        '<button id="pin" type="button" title="Keep this run on the figure to compare">Pin</button>'
+        '<button id="clear-pins" type="button">Clear pins</button>'
+        '<label title="Keep the axes where they are, so moves compare"><input type="checkbox" id="fix-axes"> Fix axes</label>'
+        '<button id="export" type="button" title="Download these settings as a scenario file">Export scenario</button>'
+        "</div></div>"
+        '<p id="description" class="description"></p></header>'
+        '<main class="layout">'
+        '<section id="figure-area" aria-label="Trajectories">'
+        '<div id="status" role="status" aria-live="polite"></div>'
+        '<div id="legend" class="legend"></div><div id="figure"></div></section>'
+        '<aside id="controls" aria-label="Levers">'
+        '<input type="search" id="lever-search" placeholder="Search levers" aria-label="Search levers">'
+        '<section id="scenario-levers"><h2>This scenario\'s levers</h2><div class="levers"></div></section>'
+        '<div id="sectors"></div>'
+        '<section id="loops"><h2>Feedback loops</h2><p class="hint">Untick a loop to cut it: the link named '
+        "is held at its value at the start.</p><div class=\"switches\"></div></section>"
+        "</aside></main>"
+        '<noscript><p>This page needs JavaScript: the model runs in the browser.</p></noscript>'
+        f'<script type="application/json" id="crisis-model">{model_json}</script>'
+        f'<script id="crisis-engine">{engine.source}</script>'
+        f"<script>{plotly_js}</script>"
+        f"<script>{page_js}</script>"
+        "</body></html>\n"
+    )
+
+
+def write_web(path: str | os.PathLike, model: CompiledModel | str | os.PathLike, scenarios: Sequence[str] | None = None,
+              **options: Any) -> Path:
+    """Write :func:`build_web`'s page atomically; returns the path."""
+    path = Path(path)
+    atomic_write(path, build_web(model, scenarios, **options), what="page")
+    return path
