@@ -12,7 +12,10 @@
                                    out-of-range value rejects with a message naming it.
      crisis.state()                the page's settings {scenario, values, off}
      crisis.set(settings)          apply settings as the address would (returns the problems)
-     crisis.lastDraw               {ms, simulation_ms, at} of the last redrawn figure
+     crisis.lastDraw               {ms, simulation_ms, draw_ms, at, settings} of the last redrawn
+                                   figure (ms: from the key press or click to the redrawn
+                                   figure; settings: those of the run it shows)
+     crisis.engine                 where the last run ran: "worker" or "page" (no Worker)
 */
 (function () {
   "use strict";
@@ -102,6 +105,7 @@ self.onmessage = (e) => {
   }
 };`;
   let worker = null;
+  let where = null;  // where the last run ran: "worker" or "page"
   const waiting = new Map();
   let nextId = 1;
   function startWorker() {
@@ -111,6 +115,7 @@ self.onmessage = (e) => {
       worker.onmessage = (e) => {
         const job = waiting.get(e.data.id);
         waiting.delete(e.data.id);
+        where = "worker";
         if (!job) return;
         if (e.data.error) job.reject(new Error(e.data.error)); else job.resolve(e.data);
       };
@@ -127,6 +132,7 @@ self.onmessage = (e) => {
   function runHere(options) {
     return new Promise((resolve, reject) => {
       try {
+        where = "page";
         const t0 = performance.now();
         const r = window.crisisEngine.run(options);
         resolve({ time: r.time, values: r.values, width: r.width, bad: r.bad, redo: r.redo, ms: performance.now() - t0 });
@@ -421,9 +427,9 @@ self.onmessage = (e) => {
     const cols = narrow ? 1 : 2;
     const rows = Math.ceil(M.panels.length / cols);
     const lay = {
-      grid: { rows, columns: cols, pattern: "independent", ygap: 0.45, xgap: 0.12 },
+      grid: { rows, columns: cols, pattern: "independent", ygap: narrow ? 0.3 : 0.45, xgap: 0.12 },
       margin: { l: 55, r: 10, t: 24, b: 30 }, showlegend: false, hovermode: "x",
-      height: narrow ? 230 * rows : undefined,
+      height: narrow ? 190 * rows : undefined,
       paper_bgcolor: "#fff", plot_bgcolor: "#fff", font: { size: 11 },
     };
     M.panels.forEach((py, i) => {
@@ -484,7 +490,9 @@ self.onmessage = (e) => {
       status(`Simulated in ${Math.round(simulationMs ?? last.result.ms)} ms in your browser.`);
     }
     const now = performance.now();
-    api.lastDraw = { ms: since != null ? now - since : null, simulation_ms: last.result.ms, draw_ms: now - t0, at: now };
+    const job = last.job;
+    api.lastDraw = { ms: since != null ? now - since : null, simulation_ms: last.result.ms, draw_ms: now - t0, at: now,
+      settings: { scenario: job.scenario, values: Object.assign({}, job.values), off: job.off.slice() } };
     if (resolveReady) { resolveReady(); resolveReady = null; }
   }
 
@@ -503,7 +511,7 @@ self.onmessage = (e) => {
       for (const [py, [xs, ys]] of policies) lines.push(`${tomlString(byPy[py].name)} = { time = [${xs.join(", ")}], value = [${ys.join(", ")}] }`);
     }
     lines.push("", "[time]");
-    for (const [k, v] of Object.entries(scenario.time)) lines.push(`${k} = ${v}`);
+    for (const k of ["final_time", "time_step", "saveper"]) lines.push(`${k} = ${scenario.time[k]}`);
     const blob = new Blob([lines.join("\n") + "\n"], { type: "application/toml" });
     const a = el("a", { href: URL.createObjectURL(blob), download: `${scenario.name}_web.toml` });
     document.body.append(a);
@@ -523,6 +531,7 @@ self.onmessage = (e) => {
     lastDraw: null,
     lastExport: null,
   };
+  Object.defineProperty(api, "engine", { get: () => where, enumerable: true });
   window.crisis = api;
   startWorker();
   buildControls();
