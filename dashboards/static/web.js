@@ -16,6 +16,9 @@
                                    figure (ms: from the key press or click to the redrawn
                                    figure; settings: those of the run it shows)
      crisis.engine                 where the last run ran: "worker" or "page" (no Worker)
+     crisis.ranges()               each panel's y range, [min, max]
+     crisis.drawn()                what the figure shows: per panel, the y values of each run
+                                   (pins first, the current run last)
 */
 (function () {
   "use strict";
@@ -341,7 +344,11 @@ self.onmessage = (e) => {
     document.getElementById("reset").addEventListener("click", () => { state.values = {}; state.off = []; refreshControls(); changed(); });
     document.getElementById("pin").addEventListener("click", pin);
     document.getElementById("clear-pins").addEventListener("click", () => { pins.length = 0; redraw(); });
-    document.getElementById("fix-axes").addEventListener("change", (e) => { fixedRanges = e.target.checked ? currentRanges() : null; redraw(); });
+    document.getElementById("fix-axes").addEventListener("change", (e) => {
+      fixedRanges = e.target.checked ? currentRanges() : null;
+      chartKey = "";  // new charts: their y ranges come from fixedRanges, or from the data again
+      redraw();
+    });
     document.getElementById("export").addEventListener("click", exportScenario);
     const description = document.getElementById("description");
     description.addEventListener("click", () => description.classList.toggle("open"));
@@ -417,69 +424,84 @@ self.onmessage = (e) => {
     pins.push({ label: last.label, time: Array.from(last.result.time), columns: M.panels.map((py) => column(last.result, py)) });
     redraw();
   }
+  // The figure: one uPlot chart per panel (small multiples). uPlot draws on a canvas in a
+  // few milliseconds; Plotly's SVG redraw of the same panels took 40-60 ms on the machine
+  // the benchmarks run on, more than the whole budget of a slider move.
+  let charts = [];
+  let chartKey = "";
   function currentRanges() {
-    const fig = document.getElementById("figure");
-    if (!fig || !fig._fullLayout) return null;
-    return M.panels.map((_, i) => { const ax = fig._fullLayout["yaxis" + (i ? i + 1 : "")]; return ax ? ax.range.slice() : null; });
+    return charts.map((u) => [u.scales.y.min, u.scales.y.max]);
   }
-  function layout() {
+  function niceRange(min, max) {
+    if (min === null || max === null || !Number.isFinite(min) || !Number.isFinite(max)) return [0, 1];
+    if (min === max) { const pad = Math.abs(min) * 0.05 || 0.5; return [min - pad, max + pad]; }
+    const pad = (max - min) * 0.06;
+    return [min - pad, max + pad];
+  }
+  function tick(v) {
+    if (v === 0) return "0";
+    const a = Math.abs(v);
+    return a >= 1e5 || a < 1e-3 ? v.toExponential(1) : String(Number(v.toPrecision(3)));
+  }
+  function buildCharts(runs) {
+    const box = document.getElementById("figure");
+    for (const u of charts) u.destroy();
+    box.replaceChildren();
     const narrow = window.innerWidth < 900;
     const cols = narrow ? 1 : 2;
     const rows = Math.ceil(M.panels.length / cols);
-    const lay = {
-      grid: { rows, columns: cols, pattern: "independent", ygap: narrow ? 0.3 : 0.45, xgap: 0.12 },
-      margin: { l: 55, r: 10, t: 24, b: 30 }, showlegend: false, hovermode: "x",
-      height: narrow ? 190 * rows : undefined,
-      paper_bgcolor: "#fff", plot_bgcolor: "#fff", font: { size: 11 },
-    };
-    M.panels.forEach((py, i) => {
+    const width = Math.max(200, Math.floor((box.clientWidth - (cols - 1) * 10) / cols));
+    const height = narrow ? 190 : Math.max(120, Math.floor((box.clientHeight - rows * 18) / rows) - 2);
+    box.style.gridTemplateColumns = `repeat(${cols}, minmax(0, 1fr))`;
+    charts = M.panels.map((py, i) => {
       const v = variableOf[py];
-      const n = i ? i + 1 : "";
-      lay["xaxis" + n] = { showgrid: true, gridcolor: "#eef0f5", zeroline: false };
-      lay["yaxis" + n] = { showgrid: true, gridcolor: "#eef0f5", zeroline: false, automargin: true };
-      if (fixedRanges && fixedRanges[i]) Object.assign(lay["yaxis" + n], { range: fixedRanges[i], autorange: false });
+      const cell = el("div", { class: "panel", "data-variable": py });
+      cell.append(el("div", { class: "panel-title", title: v.py_name }, v.name + (v.units ? ` (${v.units})` : "")));
+      box.append(cell);
+      const opts = {
+        width, height,
+        legend: { show: false },
+        cursor: { sync: { key: "crisis" }, drag: { x: false, y: false }, points: { size: 5 } },
+        scales: { x: { time: false }, y: { range: (u, min, max) => (fixedRanges && fixedRanges[i]) ? fixedRanges[i] : niceRange(min, max) } },
+        axes: [
+          { size: 24, gap: 2, font: "11px system-ui, sans-serif", grid: { stroke: "#eef0f5" }, ticks: { show: false } },
+          { size: 48, gap: 3, space: 22, font: "11px system-ui, sans-serif", grid: { stroke: "#eef0f5" }, ticks: { show: false },
+            values: (u, splits) => splits.map(tick) },
+        ],
+        series: [{}, ...runs.map((r) => ({ label: r.label, stroke: r.colour, width: r.width, points: { show: false } }))],
+        hooks: { setCursor: [(u) => readout(u, i)] },
+      };
+      return new uPlot(opts, [runs[0].time, ...runs.map((r) => r.columns[i])], cell);
     });
-    return lay;
+    chartKey = runs.map((r) => r.colour + r.time.length).join() + "|" + narrow + "|" + box.clientWidth;
   }
-  function placeTitles() {
-    // Panel titles are HTML over the figure: Plotly annotations cost more to redraw than the run.
-    const fig = document.getElementById("figure");
-    const full = fig._fullLayout;
-    let box = document.getElementById("panel-titles");
-    if (!box) {
-      box = el("div", { id: "panel-titles", "aria-hidden": "true" });
-      fig.parentNode.insertBefore(box, fig);
-    }
-    if (!full) return;
-    const spot = M.panels.map((_, i) => { const n = i ? i + 1 : ""; return [full["xaxis" + n]._offset, full["yaxis" + n]._offset]; });
-    const key = JSON.stringify(spot) + fig.offsetTop + "," + fig.offsetLeft;
-    if (box.dataset.key === key) return;
-    box.dataset.key = key;
-    box.replaceChildren(...M.panels.map((py, i) => {
-      const v = variableOf[py];
-      const title = el("div", { class: "panel-title", title: v.py_name }, v.name + (v.units ? ` (${v.units})` : ""));
-      title.style.left = fig.offsetLeft + spot[i][0] + "px";
-      title.style.top = fig.offsetTop + spot[i][1] - 17 + "px";
-      return title;
-    }));
+  function readout(u, i) {
+    const node = document.getElementById("readout");
+    const idx = u.cursor.idx;
+    if (idx === null || idx === undefined) { node.textContent = ""; return; }
+    const v = variableOf[M.panels[i]];
+    const parts = u.series.slice(1).map((s, k) => `${s.label.split(":")[0]} ${u.data[k + 1][idx] === null ? "n/a" : tick(u.data[k + 1][idx])}`);
+    node.textContent = `${v.name} at ${tick(u.data[0][idx])}: ${parts.join(" \u00b7 ")}`;
   }
   function redraw(since, simulationMs) {
     if (!last) return;
     const t0 = performance.now();
-    const traces = [];
     const runs = [...pins.map((p, k) => ({ label: "Pin " + (k + 1) + ": " + p.label, time: p.time, columns: p.columns, colour: PALETTE[k + 1], width: 1.5 })),
       { label: "Now: " + last.label, time: Array.from(last.result.time), columns: M.panels.map((py) => column(last.result, py)), colour: PALETTE[0], width: 2.2 }];
-    for (const r of runs) {
-      M.panels.forEach((py, i) => {
-        const n = i ? i + 1 : "";
-        traces.push({ type: "scatter", mode: "lines", x: r.time, y: r.columns[i], name: r.label, xaxis: "x" + n, yaxis: "y" + n,
-          line: { color: r.colour, width: r.width }, hovertemplate: `%{y:.4g}<extra>${r.label.replace(/</g, "&lt;")}</extra>` });
-      });
-    }
     const legend = document.getElementById("legend");
     legend.replaceChildren(...runs.map((r) => { const item = el("span", {}); const sw = el("span", { class: "swatch" }); sw.style.background = r.colour; item.append(sw, document.createTextNode(r.label)); return item; }));
-    Plotly.react("figure", traces, layout(), { responsive: true, displaylogo: false });
-    placeTitles();
+    const t1 = performance.now();
+    const box = document.getElementById("figure");
+    const key = runs.map((r) => r.colour + r.time.length).join() + "|" + (window.innerWidth < 900) + "|" + box.clientWidth;
+    if (key !== chartKey || charts.length !== M.panels.length) {
+      buildCharts(runs);
+    } else {
+      charts.forEach((u, i) => {
+        for (let k = 0; k < runs.length; k++) u.series[k + 1].label = runs[k].label;
+        u.setData([runs[0].time, ...runs.map((r) => r.columns[i])]);
+      });
+    }
+    const plotMs = performance.now() - t1;
     const bad = last.result.bad;
     if (bad) {
       const v = variableOf[bad.name];
@@ -491,7 +513,7 @@ self.onmessage = (e) => {
     }
     const now = performance.now();
     const job = last.job;
-    api.lastDraw = { ms: since != null ? now - since : null, simulation_ms: last.result.ms, draw_ms: now - t0, at: now,
+    api.lastDraw = { ms: since != null ? now - since : null, simulation_ms: last.result.ms, draw_ms: now - t0, plot_ms: plotMs, at: now,
       settings: { scenario: job.scenario, values: Object.assign({}, job.values), off: job.off.slice() } };
     if (resolveReady) { resolveReady(); resolveReady = null; }
   }
@@ -530,6 +552,8 @@ self.onmessage = (e) => {
     set: (settings) => { const problems = applySettings(settings, "crisis.set"); refreshControls(); changed(); return problems; },
     lastDraw: null,
     lastExport: null,
+    ranges: () => currentRanges(),
+    drawn: () => charts.map((u) => u.data.slice(1).map((col) => Array.from(col, (v) => (v === null ? NaN : v)))),
   };
   Object.defineProperty(api, "engine", { get: () => where, enumerable: true });
   window.crisis = api;
@@ -541,7 +565,8 @@ self.onmessage = (e) => {
   if (problems.length) {
     api.ready.then(() => status("Ignored from the address: " + problems.join(" "), true));
   }
-  window.addEventListener("resize", () => setTimeout(placeTitles, 120));
+  let resizeTimer = null;
+  window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { chartKey = ""; redraw(); }, 150); });
   window.addEventListener("hashchange", () => {
     if (location.hash === encodeState()) return;
     const found = applySettings(decodeHash(location.hash), "address");

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("ensemble", "dashboards", "calibration", "loops")
+SUITES = ("ensemble", "dashboards", "web", "calibration", "loops")
 
 
 def main(argv: list[str]) -> int:

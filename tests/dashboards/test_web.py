@@ -50,8 +50,8 @@ def _settled(page):
 
 
 def _drawn(page):
-    """The y values of every trace of the figure: (runs x panels) lists."""
-    return page.evaluate("() => document.getElementById('figure')._fullData.map(t => Array.from(t.y, v => v === null ? NaN : v))")
+    """What the figure shows: per panel, the y values of each run (pins first, the current run last)."""
+    return page.evaluate("() => window.crisis.drawn()")
 
 
 def test_page_opens_offline_with_the_figure_and_the_scenarios_levers_on_the_first_screen(browser, reformism_page):
@@ -61,8 +61,9 @@ def test_page_opens_offline_with_the_figure_and_the_scenarios_levers_on_the_firs
     assert not watch.errors, watch.errors
     assert all(u.startswith(("file:", "blob:", "data:")) for u in watch.requests), watch.requests
     assert page.evaluate("() => window.crisis.engine") == "worker"
-    figure = page.locator("#figure .main-svg").first.bounding_box()
+    figure = page.locator("#figure").bounding_box()
     assert figure["y"] < 200 and figure["y"] + figure["height"] <= 800, figure
+    assert page.locator("#figure canvas").count() == len(page.evaluate("() => window.crisis.model.panels"))
     first_lever = page.locator("#scenario-levers .lever").first.bounding_box()
     assert first_lever["y"] < 400 and first_lever["x"] > figure["x"] + 0.5 * figure["width"]
     own = page.locator("#scenario-levers label").all_inner_texts()
@@ -71,6 +72,10 @@ def test_page_opens_offline_with_the_figure_and_the_scenarios_levers_on_the_firs
     shown = page.locator("#scenario-levers output").all_inner_texts()
     assert "0.100 Dmnl" in shown, shown  # the scenario's resolve, not the model's default
     assert page.locator(".panel-title").count() == len(page.evaluate("() => window.crisis.model.panels"))
+    # The shared cursor reads every run's value at one time.
+    box = page.locator("#figure canvas").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("() => document.getElementById('readout').textContent.includes(' at ')")
     page.screenshot(path=str(OUTPUT / "web_reformism_first_screen.png"))
     context.close()
 
@@ -127,7 +132,7 @@ def test_a_slider_key_press_redraws_with_the_kernels_numbers_and_keeps_the_addre
     panels = page.evaluate("() => window.crisis.model.panels")
     expected = run(compile_model(REFORMISM), {"government resolve": resolve}, scenario="recession_austerity",
                    variables=panels)
-    for name, drawn in zip(panels, _drawn(page)):
+    for name, (drawn,) in zip(panels, _drawn(page)):
         assert_close_to_scale(drawn, expected[name].values, RTOL, err_msg=name)
     assert page.locator("#scenario-levers .lever.moved").count() == 1
 
@@ -140,11 +145,9 @@ def test_loop_switch_pin_and_a_copied_address(page, reformism_page):
     _settled(page)
     page.wait_for_function("() => location.hash.includes('off=B1')")
     assert page.locator("#legend > span").count() == 2
-    traces = _drawn(page)
-    panels = len(page.evaluate("() => window.crisis.model.panels"))
-    assert len(traces) == 2 * panels
-    assert any(not np.allclose(a, b, equal_nan=True) for a, b in zip(traces[:panels], traces[panels:])), \
-        "cutting B1 changed the run"
+    drawn = _drawn(page)
+    assert all(len(runs) == 2 for runs in drawn), "the pinned run and the current one, in every panel"
+    assert any(not np.allclose(pinned, now, equal_nan=True) for pinned, now in drawn), "cutting B1 changed the run"
     address = page.evaluate("() => location.href")
     copy = page.context.new_page()
     try:
@@ -152,7 +155,7 @@ def test_loop_switch_pin_and_a_copied_address(page, reformism_page):
         copy.wait_for_function("() => window.crisis && window.crisis.lastDraw !== null", timeout=60_000)
         assert copy.evaluate("() => window.crisis.state()") == page.evaluate("() => window.crisis.state()")
         assert not copy.locator('input[data-loop="B1"]').is_checked()
-        assert np.allclose(_drawn(copy), traces[panels:], equal_nan=True)
+        assert np.allclose([runs[-1] for runs in _drawn(copy)], [runs[-1] for runs in drawn], equal_nan=True)
     finally:
         copy.close()
 
@@ -185,8 +188,8 @@ def test_phone_width_has_no_sideways_scroll(browser, reformism_page):
     try:
         _open(page, reformism_page)
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
-        figure = page.locator("#figure .main-svg").first.bounding_box()
-        assert figure["width"] <= 390 and figure["y"] < 844
+        figure = page.locator("#figure canvas").first.bounding_box()
+        assert figure["x"] + figure["width"] <= 390 and figure["y"] < 844
         page.screenshot(path=str(OUTPUT / "web_reformism_phone.png"), full_page=False)
     finally:
         context.close()
@@ -220,3 +223,22 @@ def test_crisis_web_writes_the_page_and_names_what_it_cannot_take(tmp_path):
     assert result.exit_code == 1
     assert "cannot run in the page: 'Population' is subscripted" in result.output
     assert "Traceback" not in result.output
+
+
+def test_fixed_axes_keep_their_ranges_while_a_lever_moves(page, reformism_page):
+    _open(page, reformism_page)
+    free = page.evaluate("() => window.crisis.ranges()")
+    page.locator("#fix-axes").check()
+    page.evaluate("() => window.crisis.set({scenario: 'recession_austerity', values: {'profitability shock size': 0.2}})")
+    _settled(page)
+    assert page.evaluate("() => window.crisis.ranges()") == free
+    page.locator("#fix-axes").uncheck()
+    _settled(page)
+    assert page.evaluate("() => window.crisis.ranges()") != free, "a bigger shock needs other axes once they are free"
+
+
+def test_the_vendored_uplot_is_the_recorded_file():
+    from dashboards.web import UPLOT_VERSION, uplot_bundle
+
+    javascript, css = uplot_bundle()
+    assert f"(v{UPLOT_VERSION})" in javascript[:200] and ".uplot" in css
