@@ -1,7 +1,7 @@
 """``crisis web``: the model in one self-contained HTML page that simulates in the browser.
 
 The page holds the model as JavaScript written from the compiled kernel
-(:func:`pysd_runner.javascript`), so it needs no server and no network: it opens from
+(:func:`pysd_runner.web_engine`), so it needs no server and no network: it opens from
 ``file://`` and can be e-mailed. The engine runs in a Web Worker (the page never blocks);
 a scheduler keeps at most one run queued and drops slider values passed over on the way.
 
@@ -40,13 +40,13 @@ from pysd_runner import (
     KernelUnsupported,
     atomic_write,
     compile_model,
-    javascript,
     list_scenarios,
     load_scenario,
     run,
     scenario_inputs,
     sketch_views,
     toolkit_version,
+    web_engine,
 )
 
 from .errors import DashboardInputError
@@ -130,7 +130,7 @@ def build_web(model: CompiledModel | str | os.PathLike, scenarios: Sequence[str]
             links.append(loop["link"])
         loop["link"] = links.index(loop["link"])
     try:
-        engine = javascript(model, [tuple(link) for link in links])
+        engine = web_engine(model, [tuple(link) for link in links])
     except KernelUnsupported as exc:
         raise DashboardInputError(
             f"model '{model.source.name}' cannot run in the page: {exc}. Use `crisis app`, which runs it on a server"

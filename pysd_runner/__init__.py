@@ -40,7 +40,7 @@ _EXPORTS = {
     "first_exits": "plausible",
     "furthest_outside": "plausible",
     "run_ensemble": "ensemble",
-    "javascript": "javascript",
+    "web_engine": "javascript",
     "WebEngine": "javascript",
     "scenario_inputs": "javascript",
     "KernelUnsupported": "kernel_codegen",

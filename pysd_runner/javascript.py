@@ -41,7 +41,7 @@ from .inputs import merged_params, time_settings
 from .scenarios import load_scenario
 from .kernel_codegen import RPREC, SMALL_VENSIM, KernelUnsupported, plan
 
-__all__ = ["WebEngine", "javascript", "scenario_inputs", "JS_VERSION"]
+__all__ = ["WebEngine", "web_engine", "scenario_inputs", "JS_VERSION"]
 
 #: Bumped whenever the generated JavaScript changes.
 JS_VERSION = "1"
@@ -320,7 +320,7 @@ class WebEngine:
     links: tuple[tuple[str, str], ...]
 
 
-def javascript(model: CompiledModel, links: tuple[tuple[str, str], ...] | list = ()) -> WebEngine:
+def web_engine(model: CompiledModel, links: tuple[tuple[str, str], ...] | list = ()) -> WebEngine:
     """The model as one JavaScript file (see the module docs), with each of ``links``
     (``(source, target)``, Python names) a knock-out the caller can switch on per run."""
     links = tuple(tuple(link) for link in links)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import print_and_save
 from ..dashboards.browser import launch, missing_browser, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -293,12 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             (f"report ({label}): open to every figure drawn, median", f"{r['all_drawn_s_median']:.2f} s", ""),
             (f"report ({label}): open to first text shown, median", f"{r['first_text_s_median']:.2f} s", ""),
         ]
-    width = max(len(r[0]) for r in rows)
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>9}  {target}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"Wrote {args.output}")
+    print_and_save(rows, results, args.output)
     return 0
 
 

@@ -25,7 +25,6 @@ p95 <= 30 ms.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import print_and_save
 from ..dashboards.browser import launch, missing_browser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,13 +63,13 @@ def _q(values, q):
 
 def bench_model(browser, name: str, moves: int, folder: Path) -> dict:
     from dashboards.web import write_web
-    from pysd_runner import compile_model, javascript, scenario_inputs
+    from pysd_runner import compile_model, scenario_inputs, web_engine
     from pysd_runner.kernel import kernel_for
 
     mdl, scenario, slider, target = MODELS[name]
     model = compile_model(ROOT / mdl)
     path = write_web(folder / f"{name}.html", model, None if scenario == "defaults" else [scenario])
-    engine = javascript(model)
+    engine = web_engine(model)
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     started = time.perf_counter()
     page.goto(path.as_uri() + f"#scenario={scenario}")
@@ -164,12 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             ("reformism, live Dash app (baseline): slider -> redrawn figure, p95", f"{a['redraw_ms_p95']:.0f} ms",
              f"the page is {a['redraw_ms_p95'] / r['redraw_ms_p95']:.1f}x faster"),
         ]
-    width = max(len(r[0]) for r in rows)
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>9}  {note}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"Wrote {args.output}")
+    print_and_save(rows, results, args.output)
     return 0
 
 

@@ -9,7 +9,6 @@ import warnings
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from calibration import CalibrationWarning, calibrate, fit_statistics, load_spec
 from calibration.errors import SpecError

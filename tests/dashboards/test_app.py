@@ -13,7 +13,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-import xarray as xr
 from click.testing import CliRunner
 from plotly.utils import PlotlyJSONEncoder
 

@@ -9,7 +9,6 @@ shipped scenario but keen_core); runs are reproducible.
 from __future__ import annotations
 
 import json
-import warnings
 from collections import defaultdict
 
 import numpy as np

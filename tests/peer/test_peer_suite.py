@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from pysd_runner import compile_model, run, run_ensemble
 from pysd_runner.cli import main
 from pysd_runner.errors import ParameterError
-from pysd_runner.javascript import javascript
+from pysd_runner.javascript import web_engine
 from pysd_runner.vectorise import vectorisation_blockers
 
 from ..node import run_engines
@@ -105,7 +105,7 @@ def test_model(case, tmp_path):
         _assert_close_to_scale(frame, expected[list(frame.columns)], "compiled kernel")
         used.append("compiled")
         # The JavaScript engine (under Node) runs what the kernel runs: equal to it to 1e-9.
-        engine = javascript(model)
+        engine = web_engine(model)
         (js,) = run_engines([{"engine": engine.source, "want": [n for n in names if n in engine.recordable]}], tmp_path)
         np.testing.assert_array_equal(js["time"], compiled["time"].values, err_msg="JavaScript: save times")
         for name, column in js["values"].items():

@@ -15,7 +15,7 @@ import pytest
 
 from pysd_runner import compile_model
 from pysd_runner.inputs import merged_params, time_settings
-from pysd_runner.javascript import javascript
+from pysd_runner.javascript import web_engine
 from pysd_runner.kernel import KernelUnsupported, clock_grid, kernel_for
 from pysd_runner.scenarios import list_scenarios, load_scenario
 
@@ -67,7 +67,7 @@ def test_every_scenario_and_knock_out_equals_the_kernel(mdl, tmp_path):
     model = compile_model(MODELS / mdl)
     links = named_links(model)
     assert links, f"{mdl}: no named loops to switch"
-    engine = javascript(model, links)
+    engine = web_engine(model, links)
     kernel = kernel_for(model)
     names = kernel.recordable
     cases, expected = [], []
@@ -115,7 +115,7 @@ def test_a_time_series_policy_equals_the_kernel(tmp_path):
     saved, values, _, _ = kernel.run({}, 1, params, settings, names)
     options = {**inputs(kernel, params), "final_time": 40.0, "time_step": settings["time_step"],
                "saveper": settings["saveper"]}
-    (js,) = run_engines([{"engine": javascript(model).source, "options": options, "want": names}], tmp_path)
+    (js,) = run_engines([{"engine": web_engine(model).source, "options": options, "want": names}], tmp_path)
     assert_same(js, saved, values, names, "policy")
     assert np.ptp(js["values"]["tax_rate_on_profits"]) > 0.1, "the policy moved the tax rate"
 
@@ -126,7 +126,7 @@ def test_fixtures_equal_the_kernel(fixture, tmp_path):
     kernel = kernel_for(model)
     settings = time_settings(model, None)
     saved, values, _, _ = kernel.run({}, 1, {}, settings, kernel.recordable)
-    (js,) = run_engines([{"engine": javascript(model).source}], tmp_path)
+    (js,) = run_engines([{"engine": web_engine(model).source}], tmp_path)
     assert_same(js, saved, values, kernel.recordable, fixture)
 
 
@@ -139,7 +139,7 @@ def test_pysds_clock_gives_the_same_save_times(settings, tmp_path):
     t0, tf, dt, saveper = settings
     expected = clock_grid({"initial_time": t0, "final_time": tf, "time_step": dt, "saveper": saveper})[2]
     options = {"initial_time": t0, "final_time": tf, "time_step": dt, "saveper": saveper}
-    (js,) = run_engines([{"engine": javascript(model).source, "options": options, "want": []}], tmp_path)
+    (js,) = run_engines([{"engine": web_engine(model).source, "options": options, "want": []}], tmp_path)
     np.testing.assert_array_equal(js["time"], expected)
 
 
@@ -153,7 +153,7 @@ def test_a_non_finite_run_names_the_first_variable_and_time(blowup, tmp_path):
                 if not np.isfinite(values[n][0]).all())
     constants = [float(v) for v in kernel.defaults]
     constants[slot] = 2.0
-    (js,) = run_engines([{"engine": javascript(blowup).source, "options": {"constants": constants}}], tmp_path)
+    (js,) = run_engines([{"engine": web_engine(blowup).source, "options": {"constants": constants}}], tmp_path)
     assert js["bad"] is not None
     assert js["bad"]["time"] == saved[first]
     assert not np.isfinite(values[js["bad"]["name"]][0][first])
@@ -161,6 +161,6 @@ def test_a_non_finite_run_names_the_first_variable_and_time(blowup, tmp_path):
 
 def test_what_javascript_cannot_take_is_named_by_element():
     with pytest.raises(KernelUnsupported, match="'Population' is subscripted"):
-        javascript(compile_model(FIXTURES / "subscripted.mdl"))
+        web_engine(compile_model(FIXTURES / "subscripted.mdl"))
     with pytest.raises(KernelUnsupported, match="'fixed delayed signal' uses DelayFixed"):
-        javascript(compile_model(FIXTURES / "vector_functions.mdl"))
+        web_engine(compile_model(FIXTURES / "vector_functions.mdl"))

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from pysd_runner import ScenarioError, list_scenarios, load_scenario, run, run_scenarios
 
