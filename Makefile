@@ -6,16 +6,14 @@ BIN := $(VENV)/bin
 
 .PHONY: demo report test benchmark clean
 
-# The demo's model, its scenarios, the lever grid behind the report's sliders, and the fit.
+# The demo's model, its scenarios and the fit. The report's levers run the model in the page
+# (`crisis report --model`); `crisis grid` still makes precomputed grids for comparison tables.
 DEMO_MODEL ?= models/reformism/reformism.mdl
 DEMO_SCENARIOS ?= -s baseline -s reform_victory -s recession_austerity -s recession_hold_the_line \
 	-s militant_minority -s gradualist_world
 DEMO_RUNS ?= out/reformism.nc
-DEMO_GRID ?= out/reformism-grid.nc
 DEMO_FIT ?= out/reformism-us-fit.nc
 DEMO_CALIBRATION ?= models/reformism/calibration/us.toml
-DEMO_LEVERS ?= --lever "government resolve=0:1" --lever "rank and file organising effort=0:0.1"
-DEMO_GRID_VARS ?= profit_rate,welfare_spending_per_head,public_debt_ratio,legitimacy,strike_activity
 # The crossroads: the shock hits in year 45; reform_victory is the same reformed economy
 # without it, so each "vs" column is what the crisis and the government's answer cost.
 DEMO_SUMMARY ?= --summary "welfare 45-65=mean(welfare_spending_per_head, 45, 65)" \
@@ -24,8 +22,9 @@ DEMO_SUMMARY ?= --summary "welfare 45-65=mean(welfare_spending_per_head, 45, 65)
 	--summary "max public debt=max(public_debt_ratio)" --summary "max strikes=max(strike_activity)" \
 	--against reform_victory
 
-# `make report RUNS=runs.nc [GRID=grid.nc] [REPORT=out/report.html]`: the HTML report.
+# `make report RUNS=runs.nc [MODEL=model.mdl] [GRID=grid.nc] [FIT=fit.nc] [REPORT=out/report.html]`: the HTML report.
 RUNS ?= $(DEMO_RUNS)
+MODEL ?=
 GRID ?=
 FIT ?=
 REPORT ?= out/report.html
@@ -45,11 +44,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/crisis run $(DEMO_MODEL) $(DEMO_SCENARIOS) $(DEMO_SUMMARY) --output $(DEMO_RUNS)
 	$(BIN)/crisis calibrate $(DEMO_CALIBRATION) --force --output $(DEMO_FIT)
-	$(BIN)/crisis grid $(DEMO_MODEL) $(DEMO_LEVERS) $(DEMO_SCENARIOS) --vars $(DEMO_GRID_VARS) --output $(DEMO_GRID)
-	@$(MAKE) --no-print-directory report RUNS=$(DEMO_RUNS) GRID=$(DEMO_GRID) FIT=$(DEMO_FIT) REPORT=$(REPORT)
+	@$(MAKE) --no-print-directory report RUNS=$(DEMO_RUNS) MODEL=$(DEMO_MODEL) FIT=$(DEMO_FIT) REPORT=$(REPORT)
 
 report: $(VENV)/.installed
-	$(BIN)/crisis report --runs $(RUNS) $(if $(GRID),--grid $(GRID)) $(if $(FIT),--fit $(FIT)) --output $(REPORT)
+	$(BIN)/crisis report --runs $(RUNS) $(if $(MODEL),--model $(MODEL)) $(if $(GRID),--grid $(GRID)) $(if $(FIT),--fit $(FIT)) --output $(REPORT)
 	@echo "Open $(abspath $(REPORT))"
 
 test: $(VENV)/.installed-test

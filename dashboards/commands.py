@@ -24,9 +24,10 @@ _file = click.Path(dir_okay=False, path_type=Path)
 @click.option("--loops", type=_file, help="Loop dominance result (.nc, dims 'time', 'loop'): adds the loop panel.")
 @click.option("--grid", type=_file, help="Lever grid (.nc) from `crisis grid`: adds sliders over its runs.")
 @click.option("--sensitivity", type=_file, help="Sobol or Morris indices (.nc, dim 'param'): adds bar charts.")
+@click.option("--model", type=_file, help="The runs' model file: adds the live levers panel (the model runs in the page).")
 @click.option("--title", help="Page title (default: from the model name).")
 @click.option("--output", "-o", required=True, type=OutputFile(".html"), help="Where to write the report (.html).")
-def report(runs, fit, ensemble, loops, grid, sensitivity, title, output):
+def report(runs, fit, ensemble, loops, grid, sensitivity, model, title, output):
     """Write one self-contained interactive HTML report (works offline, no server).
 
     Each optional input adds its panel. plotly.js is inlined, so the file opens anywhere
@@ -36,11 +37,12 @@ def report(runs, fit, ensemble, loops, grid, sensitivity, title, output):
     Example:
       crisis report --runs out/goodwin.nc --output out/report.html
       crisis report --runs out/goodwin.nc --grid out/grid.nc --output out/report.html
+      crisis report --runs out/goodwin.nc --model models/goodwin/goodwin.mdl --output out/report.html
     """
     from .report import write_report
 
     written = write_report(output, runs, fit=fit, ensemble=ensemble, loops=loops, grid=grid,
-                           sensitivity=sensitivity, title=title)
+                           sensitivity=sensitivity, title=title, model=model)
     click.echo(f"Wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -43,6 +43,7 @@ from pysd_runner import CrisisWarning
 
 from . import figures
 from .errors import DashboardInputError
+from .escape import script_json
 
 __all__ = ["build_report", "write_report", "load_dataset", "plotly_bundle", "BundleWarning", "PANELS"]
 
@@ -62,7 +63,8 @@ PANELS = {
     "trajectories": "Crisis trajectories",
     "comparison": "Scenario comparison",
     "phase": "Phase portrait",
-    "grid": "Levers",
+    "live": "Levers: the model in your browser",
+    "grid": "Levers over a precomputed grid",
     "fit": "Fit against data",
     "ensemble": "Uncertainty: ensemble fan charts",
     "sensitivity": "Sensitivity",
@@ -74,6 +76,9 @@ _INTRO = {
     "trajectories": "Each panel is a sector of the model; each colour a scenario. Tick scenarios above to show or hide them.",
     "comparison": "Each scenario's trajectory (left) and its difference from the first scenario (right).",
     "phase": "The orbit of the economy in the plane of two variables; the dot marks where each run starts.",
+    "live": ("Move any lever, in any combination: the model itself runs in this page (its equations as "
+             "JavaScript, equal to the toolkit's engine), with no server. Pin a run to compare it; untick a "
+             "loop to cut it; export the settings as a scenario file."),
     "grid": "Move the sliders to see the runs of a precomputed grid of lever values.",
     "fit": "Model against observed data, with the uncertainty band; the shaded window was held out of the fit.",
     "ensemble": "Percentile bands over the members of an ensemble run.",
@@ -84,6 +89,10 @@ _INTRO = {
 
 _CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
         "img-src data: blob:; font-src data:; connect-src 'none'")
+
+#: The CSP when the report holds the live levers panel: its engine runs in a Worker made from a blob: URL.
+LIVE_CSP = ("default-src 'none'; script-src 'unsafe-inline' blob:; worker-src blob:; style-src 'unsafe-inline'; "
+            "img-src data: blob:; font-src data:; connect-src 'none'")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2430;background:#f6f7fb}
@@ -240,12 +249,6 @@ def load_dataset(source: xr.Dataset | str | os.PathLike, what: str) -> xr.Datase
 def _text(value: Any) -> str:
     """Escape a string for HTML text and attribute values."""
     return html.escape(str(value), quote=True)
-
-
-def script_json(text: str) -> str:
-    """Make JSON text safe inside a ``<script>`` block: no ``<``, ``>`` or ``&`` characters."""
-    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
 def _json_block(element_id: str, payload: Any) -> str:
@@ -417,6 +420,7 @@ def build_report(
     sensitivity: xr.Dataset | str | os.PathLike | None = None,
     panels: Mapping[str, Sequence[str]] | None = None,
     title: str | None = None,
+    model: str | os.PathLike | None = None,
 ) -> str:
     """Build the self-contained HTML report as a string.
 
@@ -433,6 +437,10 @@ def build_report(
         :func:`dashboards.figures.sector_panels`).
     title : str, optional
         Page title (default from the model name).
+    model : path, optional
+        The model file of the runs: adds the live levers panel, in which the model runs in
+        the page (:func:`dashboards.web.simulator`, the engine of ``crisis web``) under the
+        runs' scenarios. Refused when the file is not the one the runs were made from.
 
     Returns
     -------
@@ -456,6 +464,10 @@ def build_report(
                                       scenario_aware=True))
     if "employment_rate" in runs and "wage_share" in runs:
         sections.append(_figure_panel("phase", figures.phase_portrait(runs), scenario_aware=True))
+    sim = None
+    if model is not None:
+        sim = _live_simulator(runs, model)
+        sections.append(_Panel("live", sim.markup(), blocks=[sim.scripts()]))
     if grid is not None:
         sections.append(_grid_panel(load_dataset(grid, "grid")))
     if fit is not None:
@@ -474,15 +486,35 @@ def build_report(
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP if sim is None else LIVE_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_text(title)}</title><style>{_CSS}</style></head>"
+        f"<title>{_text(title)}</title><style>{_CSS}{'' if sim is None else sim.css()}</style></head>"
         f"<body>{_header(runs, title)}<main>"
         "<noscript><p>This report needs JavaScript to draw its figures.</p></noscript>"
         f"{_scenario_selector(runs)}{body}</main>{blocks}"
         # plotly.js last: the text of the page shows while the browser parses it.
         f"<script>{javascript}</script><script>{_SCRIPT}</script></body></html>\n"
     )
+
+
+def _live_simulator(runs: xr.Dataset, model: str | os.PathLike):
+    from pysd_runner import compile_model, list_scenarios, load_scenario
+
+    from .web import simulator
+
+    compiled = compile_model(model)
+    made_from = runs.attrs.get("model_sha256")
+    if made_from and made_from != compiled.sha256:
+        raise DashboardInputError(
+            f"--model '{model}' is not the model file the runs were made from (its content differs; the runs "
+            f"name '{runs.attrs.get('model_file', '?')}')")
+    known = set(list_scenarios(compiled))
+    names = [n for n in figures.scenario_names(runs) if n in known] if "scenario" in runs.dims else []
+    if not names and runs.attrs.get("scenario") in known:
+        names = [runs.attrs["scenario"]]
+    # Story first: open on the scenario that sets the most levers (a crisis scenario, not the baseline).
+    names.sort(key=lambda n: -len(load_scenario(n, compiled).params))
+    return simulator(compiled, names or None, title=str(runs.attrs.get("model_name") or compiled.name))
 
 
 def write_report(path: str | os.PathLike, runs: xr.Dataset | str | os.PathLike, **options: Any) -> Path:

@@ -33,6 +33,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from pysd_runner import (
@@ -51,9 +52,9 @@ from pysd_runner import (
 
 from .errors import DashboardInputError
 from .figures import sector_panels
-from .report import script_json
+from .escape import script_json
 
-__all__ = ["build_web", "write_web", "MAX_PANELS"]
+__all__ = ["build_web", "write_web", "simulator", "Simulator", "MAX_PANELS", "CSP"]
 
 STATIC = Path(__file__).parent / "static"
 #: The vendored uPlot (see dashboards/vendor/README.md): version and sha256 of its files.
@@ -69,7 +70,8 @@ MAX_PANELS = 8
 #: Characters of a lever's documentation kept for its tooltip.
 COMMENT_CHARS = 400
 
-_CSP = ("default-src 'none'; script-src 'unsafe-inline' blob:; worker-src blob:; style-src 'unsafe-inline'; "
+#: No network request; the engine runs in a Worker made from a blob: URL.
+CSP = ("default-src 'none'; script-src 'unsafe-inline' blob:; worker-src blob:; style-src 'unsafe-inline'; "
         "img-src data: blob:; font-src data:; connect-src 'none'")
 
 
@@ -112,15 +114,62 @@ def _loops(model: CompiledModel) -> list[dict]:
              "label": sw.label} for sw in loop_switches(model)]
 
 
-def build_web(model: CompiledModel | str | os.PathLike, scenarios: Sequence[str] | None = None, *,
-              variables: Sequence[str] | None = None, title: str | None = None) -> str:
-    """The page's HTML text (see the module docs).
+@dataclass
+class Simulator:
+    """What a page needs to simulate a model: the model's description for the page
+    (``meta``, read by ``static/web.js`` as ``window.crisis.model``) and the engine's source."""
 
-    ``scenarios`` are names or TOML files (default: every scenario of the model, the
-    baseline first when there is one); the model's own defaults are always offered too.
-    ``variables`` chooses the figure's panels (default: the headline variables of each
-    sector, or of each group of units).
-    """
+    meta: dict
+    engine: str
+
+    def markup(self) -> str:
+        """The simulator's HTML: controls, figure, levers (ids as ``static/web.js`` expects)."""
+        return (
+            '<div class="crisis-sim">'
+            '<div class="sim-bar">'
+            '<label>Scenario <select id="scenario"></select></label>'
+            '<button id="reset" type="button" title="Back to the scenario\'s values">Reset</button>'
+            '<button id="pin" type="button" title="Keep this run on the figure to compare">Pin</button>'
+            '<button id="clear-pins" type="button">Clear pins</button>'
+            '<label title="Keep the axes where they are, so moves compare"><input type="checkbox" id="fix-axes"> '
+            "Fix axes</label>"
+            '<button id="export" type="button" title="Download these settings as a scenario file">Export scenario</button>'
+            "</div>"
+            '<p id="description" class="description" title="Click to read it all"></p>'
+            '<div class="layout">'
+            '<section id="figure-area" aria-label="Trajectories">'
+            '<div id="status" role="status" aria-live="polite"></div>'
+            '<div id="legend" class="legend"></div><div id="figure"></div><div id="readout" aria-live="off"></div>'
+            "</section>"
+            '<aside id="controls" aria-label="Levers">'
+            '<input type="search" id="lever-search" placeholder="Search levers" aria-label="Search levers">'
+            '<section id="scenario-levers"><h2>This scenario\'s levers</h2><div class="levers"></div></section>'
+            '<div id="sectors"></div>'
+            '<section id="loops"><h2>Feedback loops</h2><p class="hint">Untick a loop to cut it: the link named is '
+            'held at its value at the start.</p><div class="switches"></div></section>'
+            "</aside></div></div>"
+        )
+
+    def css(self) -> str:
+        return uplot_bundle()[1] + "\n" + (STATIC / "simulator.css").read_text(encoding="utf-8")
+
+    def scripts(self) -> str:
+        """The model's description, the engine, uPlot and the page script, in that order."""
+        model_json = script_json(json.dumps(self.meta, allow_nan=False, separators=(",", ":")))
+        return (f'<script type="application/json" id="crisis-model">{model_json}</script>'
+                f'<script id="crisis-engine">{self.engine}</script>'
+                f"<script>{uplot_bundle()[0]}</script>"
+                f"<script>{(STATIC / 'web.js').read_text(encoding='utf-8')}</script>")
+
+    @property
+    def generator(self) -> str:
+        digest = hashlib.sha256(self.engine.encode()).hexdigest()[:12]
+        return f"crisis-dynamics {toolkit_version()}; engine {digest}; uPlot {UPLOT_VERSION}"
+
+
+def simulator(model: CompiledModel | str | os.PathLike, scenarios: Sequence[str] | None = None, *,
+              variables: Sequence[str] | None = None, title: str | None = None) -> Simulator:
+    """The model as a :class:`Simulator` (see :func:`build_web` for the arguments)."""
     if not isinstance(model, CompiledModel):
         model = compile_model(model)
     loops = _loops(model)
@@ -177,47 +226,32 @@ def build_web(model: CompiledModel | str | os.PathLike, scenarios: Sequence[str]
         "scenarios": chosen, "loops": loops, "links": links,
         "sectors": sorted({c["sector"] for c in constants if c["lever"]}, key=lambda s: (s == "Other", s)),
     }
-    chart_js, chart_css = uplot_bundle()
-    page_js = (STATIC / "web.js").read_text(encoding="utf-8")
-    css = (STATIC / "web.css").read_text(encoding="utf-8")
+    return Simulator(meta, engine.source)
+
+
+def build_web(model: CompiledModel | str | os.PathLike, scenarios: Sequence[str] | None = None, *,
+              variables: Sequence[str] | None = None, title: str | None = None) -> str:
+    """The page's HTML text (see the module docs).
+
+    ``scenarios`` are names or TOML files (default: every scenario of the model, the
+    baseline first when there is one); the model's own defaults are always offered too.
+    ``variables`` chooses the figure's panels (default: the headline variables of each
+    sector, or of each group of units).
+    """
+    sim = simulator(model, scenarios, variables=variables, title=title)
     text = lambda value: html.escape(str(value), quote=True)  # noqa: E731
-    model_json = script_json(json.dumps(meta, allow_nan=False, separators=(",", ":")))
-    digest = hashlib.sha256(engine.source.encode()).hexdigest()[:12]
+    css = (STATIC / "web.css").read_text(encoding="utf-8")
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="generator" content="crisis-dynamics {text(toolkit_version())}; engine {digest}; uPlot {UPLOT_VERSION}">'
-        f"<title>{text(meta['title'])}</title><style>{chart_css}\n{css}</style></head><body>"
-        '<header><div class="titlebar">'
-        f"<h1>{text(meta['title'])}</h1>"
-        '<div class="controls">'
-        '<label>Scenario <select id="scenario"></select></label>'
-        '<button id="reset" type="button" title="Back to the scenario\'s values">Reset</button>'
-        '<button id="pin" type="button" title="Keep this run on the figure to compare">Pin</button>'
-        '<button id="clear-pins" type="button">Clear pins</button>'
-        '<label title="Keep the axes where they are, so moves compare"><input type="checkbox" id="fix-axes"> Fix axes</label>'
-        '<button id="export" type="button" title="Download these settings as a scenario file">Export scenario</button>'
-        "</div></div>"
-        '<p id="description" class="description"></p></header>'
-        '<main class="layout">'
-        '<section id="figure-area" aria-label="Trajectories">'
-        '<div id="status" role="status" aria-live="polite"></div>'
-        '<div id="legend" class="legend"></div><div id="figure"></div><div id="readout" aria-live="off"></div></section>'
-        '<aside id="controls" aria-label="Levers">'
-        '<input type="search" id="lever-search" placeholder="Search levers" aria-label="Search levers">'
-        '<section id="scenario-levers"><h2>This scenario\'s levers</h2><div class="levers"></div></section>'
-        '<div id="sectors"></div>'
-        '<section id="loops"><h2>Feedback loops</h2><p class="hint">Untick a loop to cut it: the link named '
-        "is held at its value at the start.</p><div class=\"switches\"></div></section>"
-        "</aside></main>"
+        f'<meta name="generator" content="{text(sim.generator)}">'
+        f"<title>{text(sim.meta['title'])}</title><style>{css}\n{sim.css()}</style></head><body>"
+        f"<header><h1>{text(sim.meta['title'])}</h1></header>"
+        f"<main>{sim.markup()}</main>"
         '<noscript><p>This page needs JavaScript: the model runs in the browser.</p></noscript>'
-        f'<script type="application/json" id="crisis-model">{model_json}</script>'
-        f'<script id="crisis-engine">{engine.source}</script>'
-        f"<script>{chart_js}</script>"
-        f"<script>{page_js}</script>"
-        "</body></html>\n"
+        f"{sim.scripts()}</body></html>\n"
     )
 
 

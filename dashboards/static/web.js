@@ -252,10 +252,11 @@ self.onmessage = (e) => {
     const text = hash.replace(/^#/, "");
     if (!text) return settings;
     for (const part of text.split("&")) {
-      if (!part) continue;
+      // A part without "=" is an anchor of the page around the simulator (the report's), not a setting.
       const i = part.indexOf("=");
-      const k = decodeURIComponent(i < 0 ? part : part.slice(0, i));
-      const v = i < 0 ? "" : decodeURIComponent(part.slice(i + 1));
+      if (i < 0) continue;
+      const k = decodeURIComponent(part.slice(0, i));
+      const v = decodeURIComponent(part.slice(i + 1));
       if (k === "scenario") settings.scenario = v;
       else if (k === "off") settings.off = v.split(",").filter(Boolean);
       else settings.values[k] = v;

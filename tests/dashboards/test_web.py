@@ -242,3 +242,39 @@ def test_the_vendored_uplot_is_the_recorded_file():
 
     javascript, css = uplot_bundle()
     assert f"(v{UPLOT_VERSION})" in javascript[:200] and ".uplot" in css
+
+
+def test_the_reports_live_levers_run_the_model_in_the_page(page, tmp_path):
+    from dashboards.report import write_report
+
+    runs = tmp_path / "runs.nc"
+    CliRunner().invoke(main, ["run", str(REFORMISM), "-s", "baseline", "-s", "recession_austerity",
+                              "--final-time", "100", "--output", str(runs)], catch_exceptions=False)
+    report = write_report(tmp_path / "report.html", runs, model=REFORMISM)
+    watch = _open(page, report)
+    assert not watch.errors, watch.errors
+    assert all(u.startswith(("file:", "blob:", "data:")) for u in watch.requests), watch.requests
+    assert page.evaluate("() => window.crisis.state().scenario") == "recession_austerity", "story first"
+    assert [s["name"] for s in page.evaluate("() => window.crisis.model.scenarios")] == [
+        "recession_austerity", "baseline", "defaults"]
+    page.locator("#own-government_resolve").focus()
+    page.keyboard.press("ArrowRight")
+    _settled(page)
+    resolve = page.evaluate("() => window.crisis.state().values.government_resolve")
+    panels = page.evaluate("() => window.crisis.model.panels")
+    expected = run(compile_model(REFORMISM), {"government resolve": resolve}, scenario="recession_austerity",
+                   variables=panels)
+    for name, (drawn,) in zip(panels, _drawn(page)):
+        assert_close_to_scale(drawn, expected[name].values, RTOL, err_msg=name)
+    page.locator("#panel-live").screenshot(path=str(OUTPUT / "report_live_levers.png"))
+
+
+def test_a_report_refuses_a_model_its_runs_were_not_made_from(tmp_path):
+    from dashboards.errors import DashboardInputError
+    from dashboards.report import build_report
+
+    runs = tmp_path / "goodwin.nc"
+    CliRunner().invoke(main, ["run", str(MODELS / "goodwin" / "goodwin.mdl"), "--output", str(runs)],
+                       catch_exceptions=False)
+    with pytest.raises(DashboardInputError, match="is not the model file the runs were made from"):
+        build_report(runs, model=REFORMISM)
