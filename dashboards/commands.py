@@ -142,25 +142,32 @@ def web(model, scenarios, variables, title, output):
               help="Address to listen on. Only loopback by default: other machines cannot reach the app.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8050, show_default=True, help="Port to listen on.")
 def app(model, scenario, host, port):
-    """Start the live app: sliders on the model's levers, re-simulating on every move.
+    """Start the live app: the model runs in the page (every lever, pins, loop switches,
+    export), with the server-run app beside it at /server/.
 
-    Open the printed address in a browser; Ctrl-C stops the app.
+    Open the printed address in a browser; Ctrl-C stops the app. A model the page cannot
+    take (the element is named) is run on the server at the same address.
 
     \b
     Example:
       crisis app models/goodwin/goodwin.mdl --scenario baseline --port 8050
     """
-    from .app import make_app
+    from .app import make_live_app
 
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
     _check_port(host, port)
-    dash_app = make_app(model, scenario=scenario)
+    dash_app, reason = make_live_app(model, scenario=scenario)
     if not loopback:
         click.echo(f"Warning: listening on {host}: other machines on the network can reach this app.", err=True)
-    click.echo(f"Serving the crisis app at http://{host}:{port}/ (Ctrl-C to stop)")
+    if reason is not None:
+        click.echo(f"Note: {reason}; the app runs it on the server.", err=True)
+        click.echo(f"Serving the crisis app at http://{host}:{port}/ (Ctrl-C to stop)")
+    else:
+        click.echo(f"Serving the crisis app at http://{host}:{port}/ (the model runs in your browser; "
+                   f"the server-run view is at http://{host}:{port}/server/) (Ctrl-C to stop)")
     dash_app.run(host=host, port=port, debug=False)
 
 

@@ -54,7 +54,7 @@ from .errors import DashboardInputError
 from .figures import sector_panels
 from .escape import script_json
 
-__all__ = ["build_web", "write_web", "simulator", "Simulator", "MAX_PANELS", "CSP"]
+__all__ = ["build_web", "write_web", "simulator", "PageModel", "MAX_PANELS", "CSP"]
 
 STATIC = Path(__file__).parent / "static"
 #: The vendored uPlot (see dashboards/vendor/README.md): version and sha256 of its files.
@@ -115,7 +115,7 @@ def _loops(model: CompiledModel) -> list[dict]:
 
 
 @dataclass
-class Simulator:
+class PageModel:
     """What a page needs to simulate a model: the model's description for the page
     (``meta``, read by ``static/web.js`` as ``window.crisis.model``) and the engine's source."""
 
@@ -168,8 +168,8 @@ class Simulator:
 
 
 def simulator(model: CompiledModel | str | os.PathLike, scenarios: Sequence[str] | None = None, *,
-              variables: Sequence[str] | None = None, title: str | None = None) -> Simulator:
-    """The model as a :class:`Simulator` (see :func:`build_web` for the arguments)."""
+              variables: Sequence[str] | None = None, title: str | None = None) -> PageModel:
+    """The model as a :class:`PageModel` (see :func:`build_web` for the arguments)."""
     if not isinstance(model, CompiledModel):
         model = compile_model(model)
     loops = _loops(model)
@@ -226,17 +226,18 @@ def simulator(model: CompiledModel | str | os.PathLike, scenarios: Sequence[str]
         "scenarios": chosen, "loops": loops, "links": links,
         "sectors": sorted({c["sector"] for c in constants if c["lever"]}, key=lambda s: (s == "Other", s)),
     }
-    return Simulator(meta, engine.source)
+    return PageModel(meta, engine.source)
 
 
 def build_web(model: CompiledModel | str | os.PathLike, scenarios: Sequence[str] | None = None, *,
-              variables: Sequence[str] | None = None, title: str | None = None) -> str:
+              variables: Sequence[str] | None = None, title: str | None = None, server_link: str | None = None) -> str:
     """The page's HTML text (see the module docs).
 
     ``scenarios`` are names or TOML files (default: every scenario of the model, the
     baseline first when there is one); the model's own defaults are always offered too.
     ``variables`` chooses the figure's panels (default: the headline variables of each
-    sector, or of each group of units).
+    sector, or of each group of units). ``server_link`` adds a link to the server-run app
+    (``crisis app`` serves the page with one).
     """
     sim = simulator(model, scenarios, variables=variables, title=title)
     text = lambda value: html.escape(str(value), quote=True)  # noqa: E731
@@ -248,7 +249,9 @@ def build_web(model: CompiledModel | str | os.PathLike, scenarios: Sequence[str]
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="generator" content="{text(sim.generator)}">'
         f"<title>{text(sim.meta['title'])}</title><style>{css}\n{sim.css()}</style></head><body>"
-        f"<header><h1>{text(sim.meta['title'])}</h1></header>"
+        f"<header><h1>{text(sim.meta['title'])}</h1>"
+        + (f'<a class="server-link" href="{text(server_link)}">The same model run on the server</a>' if server_link else "")
+        + "</header>"
         f"<main>{sim.markup()}</main>"
         '<noscript><p>This page needs JavaScript: the model runs in the browser.</p></noscript>'
         f"{sim.scripts()}</body></html>\n"

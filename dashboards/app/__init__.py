@@ -1,5 +1,8 @@
 """A live Dash app for teachers: move a lever, the model runs again, the figures redraw.
 
+``crisis app`` serves it under ``/server/``, beside the page that runs the model in the
+browser (:func:`make_live_app`); for a model the page cannot take, at ``/``.
+
 - A slider for every constant with a Vensim range ``[min, max]`` (the model's levers),
   starting at the scenario's value (or the model's default).
 - Every move re-simulates through :class:`Simulator`, the one place the app runs the
@@ -22,6 +25,7 @@ The app binds to 127.0.0.1 unless told otherwise (``crisis app --host``).
 
 from __future__ import annotations
 
+from .live import make_live_app
 from .page import make_app
 from .settings import (
     Lever, LoopSwitch, MAX_PINS, OFF_KEY, Simulator, decode_settings, encode_settings, export_scenario, levers_of, loop_switches,
@@ -29,6 +33,7 @@ from .settings import (
 
 __all__ = [
     "make_app",
+    "make_live_app",
     "Simulator",
     "Lever",
     "LoopSwitch",

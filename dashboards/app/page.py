@@ -118,7 +118,7 @@ def _finish(fig) -> dict:
     return {"data": figure["data"], "layout": _quick_layout(figure["layout"])}
 
 
-def make_app(model, *, scenario=None):
+def make_app(model, *, scenario=None, prefix="/"):
     """Build the Dash app for a model.
 
     Parameters
@@ -128,6 +128,9 @@ def make_app(model, *, scenario=None):
     scenario : str or path, optional
         A scenario name under the model's ``scenarios/`` folder, or a TOML file: the
         levers start at its values, and its policies and time settings apply to every run.
+    prefix : str, optional
+        The path the app is served under (``crisis app`` serves it under ``/server/``, beside
+        the page that runs the model in the browser: :func:`dashboards.app.make_live_app`).
 
     Returns
     -------
@@ -192,7 +195,7 @@ def make_app(model, *, scenario=None):
     title = f"{model.name}{f' — {scen.name}' if scen else ''}"
     # Dash writes the title into the page as it is: escape the model and scenario names.
     app = dash.Dash(__name__, title=html_escape(f"crisis app: {title}", quote=False), update_title=None,
-                    serve_locally=True)
+                    serve_locally=True, routes_pathname_prefix=prefix, requests_pathname_prefix=prefix)
     app.index_string = _INDEX
 
     def lever_control(lever: Lever):

@@ -143,7 +143,8 @@ def full_report(tmp_path_factory, runs, grid, fit, ensemble, loops, sensitivity)
     from dashboards.report import write_report
 
     path = tmp_path_factory.mktemp("report") / "report.html"
-    return write_report(path, runs, fit=fit, ensemble=ensemble, loops=loops, grid=grid, sensitivity=sensitivity)
+    return write_report(path, runs, fit=fit, ensemble=ensemble, loops=loops, grid=grid, sensitivity=sensitivity,
+                        model=GOODWIN)
 
 
 @pytest.fixture(scope="session")

@@ -327,7 +327,7 @@ def test_app_command_serves_on_loopback(tmp_path):
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_dash-layout", timeout=5) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server/_dash-layout", timeout=5) as response:
                     layout = response.read().decode()
                 break
             except OSError:
@@ -335,6 +335,10 @@ def test_app_command_serves_on_loopback(tmp_path):
                     raise AssertionError(f"the app did not start: {process.stdout.read() if process.poll() is not None else 'timeout'}")
                 time.sleep(0.2)
         assert "phillips_slope" in layout
+        # At the root, the page that runs the model in the browser, linking to the server view.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            page = response.read().decode()
+        assert 'id="crisis-engine"' in page and 'href="server/"' in page
     finally:
         process.terminate()
         output = process.communicate(timeout=20)[0]

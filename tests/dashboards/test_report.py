@@ -23,10 +23,18 @@ JSON_BLOCK = re.compile(r'<script type="application/json" id="([^"]+)">(.*?)</sc
 
 
 def _without_plotly_js(text: str) -> str:
-    """The page minus the inlined plotly.js bundle (which has URLs and markup of its own)."""
-    start = text.index("<script>")
-    end = text.index("</script>", start)
-    return text[:start] + text[end:]
+    """The page minus the inlined libraries, plotly.js and (with the live levers) uPlot, which
+    have URLs and markup of their own."""
+    out, start = [], 0
+    while True:
+        begin = text.find("<script>", start)
+        if begin < 0:
+            return "".join(out) + text[start:]
+        end = text.index("</script>", begin)
+        head = text[begin:begin + 400]
+        library = "plotly.js" in head or "leeoniya/uPlot" in head
+        out.append(text[start:begin] if library else text[start:end])
+        start = end
 
 
 def _blocks(text: str) -> dict[str, object]:
@@ -42,9 +50,15 @@ def test_every_panel_present_when_every_input_is_given(full_report):
     assert _panels(text) == list(PANELS)
     blocks = _blocks(text)
     for key in PANELS:
-        if key != "variables":  # a plain HTML table
+        if key == "live":  # the model itself, run in the page
+            assert json.loads(_model_block(text))["panels"] and 'id="crisis-engine"' in text
+        elif key != "variables":  # a plain HTML table
             assert blocks[f"fig-{key}"]["data"], key
     assert text.count("<tr data-search=") == 16
+
+
+def _model_block(text):
+    return text.split('<script type="application/json" id="crisis-model">', 1)[1].split("</script>", 1)[0]
 
 
 def test_a_panel_appears_only_when_its_input_is_given(single_run):
@@ -56,6 +70,7 @@ def test_a_panel_appears_only_when_its_input_is_given(single_run):
 def test_report_is_self_contained(full_report):
     text = full_report.read_text()
     assert f"plotly.js (basic - minified) v{BASIC_VERSION}" in text  # the bundle is inline
+    assert "leeoniya/uPlot (v" in text  # and uPlot, for the live levers
     rest = _without_plotly_js(text)
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", rest)
     assert "http://" not in rest and "https://" not in rest

@@ -278,3 +278,34 @@ def test_a_report_refuses_a_model_its_runs_were_not_made_from(tmp_path):
                        catch_exceptions=False)
     with pytest.raises(DashboardInputError, match="is not the model file the runs were made from"):
         build_report(runs, model=REFORMISM)
+
+
+def test_crisis_app_runs_the_model_in_the_page_with_the_server_view_beside_it(page):
+    from dashboards.app import make_live_app
+
+    from .browser import serve
+
+    app, reason = make_live_app(MODELS / "goodwin" / "goodwin.mdl", scenario="strong_unions")
+    assert reason is None
+    with serve(app) as url:
+        watch = Watch().attach(page)
+        page.goto(url)
+        page.wait_for_function("() => window.crisis && window.crisis.lastDraw !== null", timeout=60_000)
+        assert page.evaluate("() => window.crisis.engine") == "worker"
+        assert page.evaluate("() => window.crisis.state().scenario") == "strong_unions"
+        page.locator('#controls details').first.evaluate("d => d.open = true")
+        page.locator("#lever-phillips_slope").focus()
+        page.keyboard.press("ArrowRight")
+        _settled(page)
+        assert not watch.errors, watch.errors
+        page.locator("a.server-link").click()
+        page.wait_for_selector("#trajectories .main-svg", timeout=60_000)
+        assert page.url == url + "server/"
+
+
+def test_crisis_app_serves_a_model_the_page_cannot_take_from_the_server():
+    from dashboards.app import make_live_app
+
+    app, reason = make_live_app(FIXTURES / "vector_functions.mdl")
+    assert "cannot run in the page: 'fixed delayed signal' uses DelayFixed" in reason
+    assert app.config.routes_pathname_prefix == "/"
