@@ -510,7 +510,8 @@ self.onmessage = (e) => {
     } else if (last.result.redo) {
       status("A DELAY here is shorter than its order times the time step; PySD would lower its order, so these numbers differ from `crisis run`.", true);
     } else {
-      status(`Simulated in ${Math.round(simulationMs ?? last.result.ms)} ms in your browser.`);
+      const first = api.lastDraw === null ? " (the first run includes the browser compiling the model)" : "";
+      status(`Simulated in ${Math.round(simulationMs ?? last.result.ms)} ms in your browser${first}.`);
     }
     const now = performance.now();
     const job = last.job;
