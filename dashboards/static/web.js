@@ -11,7 +11,8 @@
                                    [source, target] links), final_time. An unknown name or an
                                    out-of-range value rejects with a message naming it.
      crisis.state()                the page's settings {scenario, values, off}
-     crisis.set(settings)          apply settings as the address would (returns the problems)
+     crisis.set(settings)          apply {scenario, values, off} as the address would, keeping the
+                                   current scenario when none is given (returns the problems)
      crisis.lastDraw               {ms, simulation_ms, draw_ms, at, settings} of the last redrawn
                                    figure (ms: from the key press or click to the redrawn
                                    figure; settings: those of the run it shows)
@@ -222,10 +223,11 @@ self.onmessage = (e) => {
     if (state.off.length) parts.push(`off=${state.off.map(encodeURIComponent).join(",")}`);
     return "#" + parts.join("&");
   }
-  function applySettings(settings, where) {
+  function applySettings(settings, where, keepScenario) {
     // settings: {scenario, values: {name: value}, off: [ids]}; returns the problems (kept out).
-    const problems = [];
-    let scenario = start;
+    // Without a scenario: the first one (an address), or the current one (crisis.set).
+    const problems = (settings.problems || []).slice();
+    let scenario = keepScenario ? state.scenario : start;
     if (settings.scenario !== undefined) {
       try { scenario = scenarioNamed(settings.scenario, where).name; } catch (err) { problems.push(err.message); }
     }
@@ -255,8 +257,14 @@ self.onmessage = (e) => {
       // A part without "=" is an anchor of the page around the simulator (the report's), not a setting.
       const i = part.indexOf("=");
       if (i < 0) continue;
-      const k = decodeURIComponent(part.slice(0, i));
-      const v = decodeURIComponent(part.slice(i + 1));
+      let k, v;
+      try {
+        k = decodeURIComponent(part.slice(0, i));
+        v = decodeURIComponent(part.slice(i + 1));
+      } catch (err) {
+        (settings.problems = settings.problems || []).push(`address: '${part}' is not a valid setting (bad %-escape)`);
+        continue;
+      }
       if (k === "scenario") settings.scenario = v;
       else if (k === "off") settings.off = v.split(",").filter(Boolean);
       else settings.values[k] = v;
@@ -551,7 +559,7 @@ self.onmessage = (e) => {
     run: apiRun,
     ready: new Promise((resolve) => { resolveReady = resolve; }),
     state: () => JSON.parse(JSON.stringify(state)),
-    set: (settings) => { const problems = applySettings(settings, "crisis.set"); refreshControls(); changed(); return problems; },
+    set: (settings) => { const problems = applySettings(settings, "crisis.set", true); refreshControls(); changed(); return problems; },
     lastDraw: null,
     lastExport: null,
     ranges: () => currentRanges(),

@@ -161,11 +161,11 @@ def test_loop_switch_pin_and_a_copied_address(page, reformism_page):
 
 
 def test_a_bad_address_names_only_what_is_wrong(page, reformism_page):
-    _open(page, reformism_page, "#scenario=baseline&goverment_resolve=0.3&tax_rate_on_profits=9&off=B1,Q7")
+    _open(page, reformism_page, "#scenario=baseline&goverment_resolve=0.3&tax_rate_on_profits=9&off=B1,Q7&x=%E0%A4%A")
     page.wait_for_function("() => document.getElementById('status').textContent.includes('Ignored')")
     text = page.locator("#status").inner_text()
     assert "goverment_resolve" in text and "Did you mean 'government resolve'" in text
-    assert "outside its range" in text and "'Q7'" in text
+    assert "outside its range" in text and "'Q7'" in text and "bad %-escape" in text
     assert len(text) < 600, "one short message, not every lever's name"
     assert page.evaluate("() => window.crisis.state()") == {"scenario": "baseline", "values": {}, "off": ["B1"]}
 
