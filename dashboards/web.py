@@ -26,6 +26,7 @@ element named.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -75,8 +76,10 @@ CSP = ("default-src 'none'; script-src 'unsafe-inline' blob:; worker-src blob:; 
         "img-src data: blob:; font-src data:; connect-src 'none'")
 
 
+@functools.lru_cache(maxsize=1)
 def uplot_bundle() -> tuple[str, str]:
-    """uPlot's JavaScript and CSS, checked against the recorded sha256 (a changed file is an error)."""
+    """uPlot's JavaScript and CSS, checked against the recorded sha256 (a changed file is an error);
+    read once per process."""
     texts = []
     for path in (UPLOT_JS, UPLOT_CSS):
         data = path.read_bytes()
