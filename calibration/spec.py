@@ -81,7 +81,7 @@ from .errors import DataError, SpecError, did_you_mean
 
 __all__ = ["CalibrationSpec", "FreeParameter", "Observation", "load_spec", "METHODS", "UNCERTAINTY"]
 
-METHODS = ("least_squares", "differential_evolution", "mcmc")
+METHODS = ("least_squares", "differential_evolution", "mcmc", "if2")
 UNCERTAINTY = ("profile", "bootstrap", "posterior", "none")
 ERRORS = ("normal", "lognormal", "ar1", "lognormal_ar1")
 #: Error models on the residuals of logs, and those with AR(1) autocorrelation.
@@ -90,7 +90,7 @@ AR1_ERRORS = ("ar1", "lognormal_ar1")
 PRIORS = ("uniform", "norm", "lognorm", "truncnorm", "beta", "gamma")
 
 _TOP = {"description", "model", "scenario", "seed", "countries", "time", "parameters", "fixed", "observations",
-        "method", "uncertainty", "checkpoint", "plausibility", "plausible"}
+        "method", "uncertainty", "checkpoint", "plausibility", "plausible", "state_space"}
 #: What a fit does with candidates that leave the model's plausible ranges (plausible.toml).
 PLAUSIBILITY = ("penalise", "ignore")
 _TIME = {"origin", "time_step", "saveper", "fit", "holdout"}
@@ -106,6 +106,8 @@ _METHOD_SETTINGS = {
     "differential_evolution": {"popsize", "maxiter", "tol", "atol", "mutation", "recombination", "strategy", "polish",
                                "init"},
     "mcmc": {"n_walkers", "n_steps", "burn", "thin", "start", "init_scale", "moves"},
+    # Iterated filtering (Ionides et al. 2015), for a [state_space] fit with method = "particle".
+    "if2": {"iterations", "cooling", "rw_sd", "particles"},
 }
 _UNCERTAINTY_SETTINGS = {"method", "level", "n_bootstrap", "block_length", "n_points", "span"}
 _CHECKPOINT = {"interval"}
@@ -193,6 +195,7 @@ class CalibrationSpec:
     fixed_sources: dict = field(default_factory=dict)  # constant -> where a value taken from data came from
     plausibility: str = "penalise"
     plausible: list = field(default_factory=list)  # PlausibleRange: the spec's own ranges
+    state_space: Any = None  # calibration.state_space.StateSpaceSettings: a filtered (state-space) fit
 
     @property
     def where(self) -> str:
@@ -372,8 +375,8 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
         raise _fail(where, "time.fit", f"starts at {fit[0]:g}, before the model's start (time.origin = {origin:g})")
 
     # parameters
-    params = raw.get("parameters")
-    if not isinstance(params, Mapping) or not params:
+    params = raw.get("parameters", {} if "state_space" in raw else None)
+    if not isinstance(params, Mapping) or (not params and "state_space" not in raw):
         raise _fail(where, "parameters", "must be a table with at least one free parameter")
     free: list[FreeParameter] = []
     for name, entry in params.items():
@@ -458,7 +461,15 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
         if error not in ERRORS:
             raise _fail(where, f"{key}.error", f"unknown error model {error!r}; allowed: {', '.join(ERRORS)}")
         sigma = entry.get("sigma", "estimate")
+        free_sigma = None
         if sigma == "estimate":
+            sigma = None
+        elif isinstance(sigma, Mapping) and "state_space" in raw:
+            # A filtered fit estimates the observation noise as a parameter, within bounds.
+            _unknown_keys(sigma, _PARAMETER, where, f"{key}.sigma")
+            if "bounds" not in sigma:
+                raise _fail(where, f"{key}.sigma.bounds", "is required: [low, high]")
+            free_sigma = _free_value(sigma, where, f"{key}.sigma", positive=True)
             sigma = None
         else:
             sigma = _number(sigma, where, f"{key}.sigma", positive=True)
@@ -480,6 +491,10 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
                 terms[term], reason = parsed
                 if reason:
                     reasons[term] = reason
+        if free_sigma is not None:
+            lower, upper, log, start, prior = free_sigma
+            free.append(FreeParameter(f"sigma of {label}", f"sigma of {label}", lower, upper, log, prior, start,
+                                      kind="sigma", observation=label, reason="observation noise of a filtered fit"))
         obs.append(Observation(
             name=label, variable=element.py_name, variable_long_name=element.name, series=series,
             country=country, transform=_steps(entry.get("transform"), where, f"{key}.transform"),
@@ -506,7 +521,11 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
                     + "." + did_you_mean(str(name), METHODS))
     settings = {k: v for k, v in method.items() if k != "name"}
     _unknown_keys(settings, _METHOD_SETTINGS[name], where, "method")
-    for k in ("n_starts", "max_nfev", "popsize", "maxiter", "n_walkers", "n_steps", "burn", "thin"):
+    if name == "if2" and "state_space" not in raw:
+        raise _fail(where, "method.name", "'if2' (iterated filtering) needs a [state_space] table with "
+                                          "method = 'particle'")
+    for k in ("n_starts", "max_nfev", "popsize", "maxiter", "n_walkers", "n_steps", "burn", "thin", "iterations",
+              "particles"):
         if k in settings:
             _number(settings[k], where, f"method.{k}", integer=True, minimum=0 if k == "burn" else 1)
 
@@ -542,8 +561,13 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
     if plausibility not in PLAUSIBILITY:
         raise _fail(where, "plausibility", f"must be one of {', '.join(PLAUSIBILITY)}; got {plausibility!r}"
                     + "." + did_you_mean(str(plausibility), PLAUSIBILITY))
+    state_space = None
+    if "state_space" in raw:
+        from .state_space import parse_settings
+
+        state_space = parse_settings(raw["state_space"], model, where, free, obs, name, u_method)
     return CalibrationSpec(
-        model=model, parameters=free, observations=obs, fit=fit, holdout=holdout, origin=origin,
+        state_space=state_space, model=model, parameters=free, observations=obs, fit=fit, holdout=holdout, origin=origin,
         time_step=time_step, saveper=saveper, scenario=scenario, fixed=fixed_resolved, method=name,
         settings=settings, uncertainty=u_method, uncertainty_settings=u_settings,
         seed=_seed(raw.get("seed") if seed is None else seed, where), countries=countries,

@@ -205,6 +205,10 @@ def _state_var(obj: str, index: int = 0) -> str:
     return f"s{index}_{obj.lstrip('_')}"
 
 
+#: The name of a state variable (level ``index`` of a stateful object) in generated code.
+state_var = _state_var
+
+
 class _Translate(ast.NodeTransformer):
     """Generated-model expression -> numba-compilable scalar expression."""
 
@@ -372,6 +376,10 @@ def _pulse(t, dt, start, repeat_time, width, magnitude, end):
         return out if (t - start + SMALL_VENSIM) % repeat_time < width else 0.0
     return 0.0
 '''
+
+
+#: Scalar helpers every generated numba module defines.
+HELPERS = _HELPERS
 
 
 def _order(parsed: _Parsed, deps: dict[str, set[str]]) -> list[str]:

@@ -30,7 +30,7 @@ LAYERS = {
     "files": ["pysd_runner.files", "pysd_runner.results"],
     "model": ["pysd_runner.compiler", "pysd_runner.scenarios", "pysd_runner.plausible", "pysd_runner.structure",
               "pysd_runner.vectorise", "pysd_runner.knockouts"],
-    "engine": ["pysd_runner.inputs", "pysd_runner._vector_functions", "pysd_runner.kernel_codegen", "pysd_runner.kernel", "pysd_runner.javascript",
+    "engine": ["pysd_runner.inputs", "pysd_runner._vector_functions", "pysd_runner.kernel_codegen", "pysd_runner.kernel", "pysd_runner.stepper", "pysd_runner.javascript",
                "pysd_runner.runner",
                "pysd_runner.ensemble", "pysd_runner.scenario_runs"],
     "analysis": ["pysd_runner.analysis", "pysd_runner.analysis.sampling", "pysd_runner.analysis.sensitivity",
