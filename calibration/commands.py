@@ -63,11 +63,57 @@ def fit_table(fit) -> list[str]:
                     f"{_fmt(float(row['theil_uc']), 6)} {_fmt(naive, 9)} {_fmt(_get(row, 'rho1'), 6)} "
                     f"{_fmt(_get(row, 'n_eff'), 6)}{mark}"
                 )
-        lines.append(f"  negative log-likelihood {float(part['nll']):.6g}, AIC {float(part['aic']):.6g}")
+        filtered = "predicted" in part
+        if filtered:
+            lines.extend(_filtered_lines(part, width))
+        lines.append(f"  negative log-likelihood {float(part['nll']):.6g}, AIC {float(part['aic']):.6g}"
+                     + (" (filter: one-step-ahead errors)" if filtered else ""))
         lines.extend(_measurement_lines(part))
-        lines.extend(_plausibility_lines(part, fit.attrs.get("plausibility", "penalise")))
+        if not filtered:
+            lines.extend(_plausibility_lines(part, fit.attrs.get("plausibility", "penalise")))
         lines.extend(_reading_notes(part))
+        if filtered:
+            lines.extend(_filtered_notes(part))
     return lines
+
+
+def _filtered_lines(part, width: int) -> list[str]:
+    """A filtered fit's one-step-ahead table: the filter's predictions against the data, and the
+    whiteness of their errors (FIMLOF's residual checks)."""
+    lines = ["", "  one-step-ahead (the filter's prediction from the data up to the year before; hold-out: the "
+                 "forecast from the last filtered state)",
+             f"  {'series':<{width}}  {'period':<8}{'n':>4} {'RMSE':>10} {'R2':>8} {'vs naive':>9} "
+             f"{'acf1':>6} {'acf2':>6} {'acf3':>6} {'acf4':>6} {'LB p(4)':>8}"]
+    for s in part["series"].values:
+        for period in ("fit", "holdout"):
+            n = float(part["one_step_n_points"].sel(series=s, period=period))
+            if not n > 0:
+                continue
+            naive = float(part["one_step_ratio_to_persistence"].sel(series=s)) if period == "fit" else \
+                float(part["one_step_rmse"].sel(series=s, period=period)) / float(part["persistence_rmse"].sel(series=s))
+            acf = part["acf"].sel(series=s).values if period == "fit" else [math.nan] * 4
+            p = float(part["ljung_box_pvalue"].sel(series=s, lag=4)) if period == "fit" else math.nan
+            lines.append(f"  {str(s):<{width}}  {period:<8}{int(n):>4} "
+                         f"{_fmt(float(part['one_step_rmse'].sel(series=s, period=period)), 10)} "
+                         f"{_fmt(float(part['one_step_r2'].sel(series=s, period=period)), 8)} {_fmt(naive, 9)} "
+                         + " ".join(_fmt(float(a), 6) for a in acf) + f" {_fmt(p, 8)}")
+    return lines
+
+
+def _filtered_notes(part) -> list[str]:
+    import numpy as np
+
+    series = [str(s) for s in part["series"].values]
+    ratio = part["one_step_ratio_to_persistence"].values
+    beats = [s for s, v in zip(series, ratio) if v < 1]
+    p = part["ljung_box_pvalue"].sel(lag=4).values
+    white = [s for s, v in zip(series, p) if v >= 0.05]
+    return ["  Filtered fit: the table above is the open-loop run at the estimate; the one-step table is what "
+            "the likelihood judges.",
+            f"  One-step predictions beat last year's value: {len(beats)} of {int(np.isfinite(ratio).sum())} series"
+            + (f" ({', '.join(beats)})." if beats else "."),
+            f"  One-step errors look white (Ljung-Box p >= 0.05 up to lag 4): {len(white)} of "
+            f"{int(np.isfinite(p).sum())} series" + (f" ({', '.join(white)})." if white else ".")]
 
 
 def _get(row, name: str) -> float:

@@ -102,6 +102,10 @@ def _stock(model, name, where, key):
         raise _fail(where, key, str(exc)) from None
 
 
+def _time_unit(model) -> str:
+    return getattr(model, "time_units", "") or "time"
+
+
 def parse_settings(table, model, where: str, free: list, observations: list, method: str,
                    uncertainty: str) -> StateSpaceSettings:
     """Validate a spec's ``[state_space]`` table; free noise terms are appended to ``free``."""
@@ -141,8 +145,9 @@ def parse_settings(table, model, where: str, free: list, observations: list, met
             if lower < 0:
                 raise _fail(where, f"{key}.bounds", f"a noise sd cannot be negative; got low {lower:g}")
             pname = f"process noise of {element.name}"
-            free.append(FreeParameter(pname, pname, lower, upper, log, prior, start, f"1/sqrt({model.time_units})"
-                                      if hasattr(model, "time_units") else "", kind="noise",
+            units = "1" if scale == "log" else (element.units or "1")
+            free.append(FreeParameter(pname, pname, lower, upper, log, prior, start,
+                                      f"{units}/sqrt({_time_unit(model)})", kind="noise",
                                       reason="process noise of a filtered fit"))
             noise.append(NoiseTerm(element.name, element.py_name, None, pname, scale == "log"))
         else:
@@ -563,6 +568,62 @@ class StateSpaceFilter:
             else:
                 sm[:, j], slo[:, j], shi[:, j] = fm[:, j], flo[:, j], fhi[:, j]
         return FilterRun(float(loglike[0]), self.times, pred, pred_sd, fm, fsd, flo, fhi, sm, slo, shi, self.in_fit)
+
+
+    # ------------------------------------------------------------------ IF2
+    def iterated_pass(self, to_model, to_internal, clip, start: np.ndarray, scale: np.ndarray, seed: int):
+        """One IF2 pass: a particle filter over the fit window in which each particle carries its own
+        parameters (rows of ``start``, optimiser coordinates), perturbed by a random walk of sd
+        ``scale`` at the start and at every observation, and resampled with its states. Returns the
+        swarm at the end and the pass's log-likelihood.
+
+        Parameters that set initial values act through the first perturbation only: the states
+        are initialised once, at the start of the pass.
+        """
+        from pysd_runner import Noise
+        from scipy.special import logsumexp
+
+        rng = np.random.default_rng(seed)
+        J = start.shape[0]
+        theta = clip(start + scale * rng.standard_normal(start.shape))
+        values = to_model(theta)
+        inputs, S, _, ok = self._start(values, 1)
+        if self.initial_states.size:
+            z = rng.standard_normal((J, self.initial_states.size))
+            for k, st in enumerate(self.initial_states):
+                S[:, st] = S[:, st] + self.initial_values[k] * z[:, k]
+            S = np.where(self.floor[None, :], np.maximum(S, 0.0), S)
+        key = int(rng.integers(2**62))
+        loglike, k_prev = 0.0, 0
+        for j in np.flatnonzero(self.in_fit):
+            noise = Noise(self.noise_states, self._noise_sd(values), self.noise_log, key, np.arange(J))
+            kj = int(self.steps[j])
+            y, ok = self.stepper.advance(inputs, self.clock, self.dt, k_prev, kj, S, noise=noise, table=self.table,
+                                         outputs=self.outputs)
+            k_prev = kj
+            data = self.obs_data[:, j]
+            have = np.isfinite(data)
+            if not have.any():
+                continue
+            ymeas = self._measure(values, y[:, None, :])[:, 0, :]
+            sigma = self._sigma(values)
+            with np.errstate(all="ignore"):
+                r = (data[have][None, :] - ymeas[:, have]) / sigma[:, have]
+                logw = -0.5 * np.sum(r * r, axis=1) - np.sum(np.log(sigma[:, have]), axis=1) \
+                    - 0.5 * have.sum() * _LOG2PI
+            logw = np.where(ok & np.isfinite(logw), logw, -np.inf)
+            total = logsumexp(logw)
+            if not np.isfinite(total):
+                return theta, -math.inf
+            loglike += total - math.log(J)
+            w = np.exp(logw - total)
+            cum = np.cumsum(w / w.sum())
+            cum[-1] = 1.0
+            idx = np.minimum(np.searchsorted(cum, (rng.random() + np.arange(J)) / J, side="right"), J - 1)
+            S, theta = S[idx], clip(theta[idx] + scale * rng.standard_normal(theta.shape))
+            values = to_model(theta)
+            inputs = self._inputs(values, 1)
+        return theta, loglike
 
 
 def _weighted_quantiles(values, weights, qs):
