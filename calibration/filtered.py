@@ -12,10 +12,11 @@
   geometrically from iteration to iteration; the swarm's mean converges to the maximum
   likelihood estimate.
 - **Profile intervals**: the likelihood's Hessian (finite differences, one batched pass) gives
-  the grid and the starting points; along each model parameter's grid the other parameters are
-  re-optimised by batched Newton steps with that Hessian, each step accepted only where it
-  raises the likelihood. Observation and process noise sds, nuisance parameters, get Wald
-  intervals from the Hessian (said in the result's notes).
+  the grid and the starting points; along each model parameter's grid, walking outwards from the
+  estimate, the other parameters are re-optimised by L-BFGS-B (Kalman filter), or by a batched
+  compass search whose profile is then smoothed by a quadratic (particle filter: a Monte Carlo
+  adjusted profile, Ionides et al. 2017). Observation and process noise sds, nuisance
+  parameters, get Wald intervals from the Hessian (said in the result's notes).
 - Every batch goes through the checkpoint store, so a killed fit resumes.
 """
 
@@ -205,8 +206,11 @@ def if2(obj: FilterObjective, rng: np.random.Generator, settings: dict, particle
 
 # --------------------------------------------------------------------------- intervals
 
-def profile(obj: FilterObjective, fit: Fit, level: float, n_points: int = 7, newton_steps: int = 3) -> Intervals:
-    """Profile-likelihood intervals of the model parameters, Wald intervals of the noise sds."""
+def profile(obj: FilterObjective, fit: Fit, level: float, n_points: int = 7, max_iter: int = 30,
+            which: str = "all") -> Intervals:
+    """Profile-likelihood intervals of every parameter, or (``which = "model"``) of the model's and
+    measurement parameters only, with Wald intervals for the noise sds (cheaper: a profile costs
+    one local optimisation per grid point)."""
     from scipy.stats import chi2, norm
 
     threshold = chi2.ppf(level, 1) / 2
@@ -222,7 +226,7 @@ def profile(obj: FilterObjective, fit: Fit, level: float, n_points: int = 7, new
     lower, upper = np.empty(p), np.empty(p)
     identified = np.ones(p, bool)
     notes = []
-    profiled = [j for j, q in enumerate(obj.parameters) if q.kind in PROFILED]
+    profiled = [j for j, q in enumerate(obj.parameters) if which == "all" or q.kind in PROFILED]
     nuisance = [j for j in range(p) if j not in profiled]
     z95 = norm.ppf(0.5 + level / 2)
     for j in nuisance:
@@ -262,20 +266,8 @@ def profile(obj: FilterObjective, fit: Fit, level: float, n_points: int = 7, new
         if obj.filter.settings.method == "particle" and p > 1:
             rows, values = _compass(obj, rows, values, owner, np.array([min(v, w / 8) if np.isfinite(v) and v > 0
                                                                         else w / 8 for v, w in zip(se, width)]))
-        for _ in range(newton_steps if p > 1 and obj.filter.settings.method == "kalman" else 0):
-            _, grad = obj.gradient(rows)
-            trial = rows.copy()
-            for i in range(rows.shape[0]):
-                free = np.arange(p) != owner[i]
-                try:
-                    step = -np.linalg.solve(H[np.ix_(free, free)], grad[i, free])
-                except np.linalg.LinAlgError:
-                    step = -np.linalg.lstsq(H[np.ix_(free, free)], grad[i, free], rcond=None)[0]
-                trial[i, free] = rows[i, free] + step
-            trial = obj.clip(trial)
-            tried = obj.nll(trial)
-            take = tried < values
-            rows[take], values[take] = trial[take], tried[take]
+        if obj.filter.settings.method == "kalman" and p > 1:
+            rows, values = _continuation(obj, rows, values, owner, fit.z, max_iter)
         for k, j in enumerate(profiled):
             grid = grids[k]
             vals = values[owner == j]
@@ -302,6 +294,45 @@ def profile(obj: FilterObjective, fit: Fit, level: float, n_points: int = 7, new
             lower[j], upper[j] = obj.parameters[j].to_model(lo_z), obj.parameters[j].to_model(hi_z)
     return Intervals(lower, upper, "profile", level, identified, correlation=correlation_from_covariance(cov),
                      profile_values=prof_values, profile_nll=prof_nll, notes=notes, better=better)
+
+
+def _continuation(obj: FilterObjective, rows, values, owner, estimate, max_iter: int):
+    """Re-optimise the free parameters of every profile point by L-BFGS-B (batched forward-difference
+    gradients), walking outwards from the estimate along each grid so that each point starts from
+    the better of its quadratic guess and its inner neighbour's solution."""
+    from scipy.optimize import minimize
+
+    p = rows.shape[1]
+    for j in np.unique(owner):
+        mine = np.flatnonzero(owner == j)
+        for side in (-1, 1):
+            chain = [i for i in mine if side * (rows[i, j] - estimate[j]) >= 0]
+            chain.sort(key=lambda i: abs(rows[i, j] - estimate[j]))
+            previous = estimate
+            for i in chain:
+                free = np.arange(p) != j
+                guess = previous.copy()
+                guess[j] = rows[i, j]
+                both = obj.nll(np.stack([rows[i], guess]))
+                if both[1] < values[i]:
+                    rows[i], values[i] = guess, both[1]
+                if rows[i, j] == estimate[j]:
+                    previous = rows[i]
+                    continue
+                fixed = rows[i].copy()
+
+                def fun(x, fixed=fixed, free=free):
+                    z = fixed.copy()
+                    z[free] = x
+                    value, grad = obj.gradient(z[None, :])
+                    return float(value[0]), grad[0][free]
+
+                result = minimize(fun, rows[i, free], jac=True, method="L-BFGS-B",
+                                  bounds=list(zip(obj.lower[free], obj.upper[free])), options={"maxiter": max_iter})
+                if result.fun < values[i]:
+                    rows[i, free], values[i] = result.x, float(result.fun)
+                previous = rows[i]
+    return rows, values
 
 
 def _compass(obj: FilterObjective, rows, values, owner, step, rounds: int = 8):
@@ -390,7 +421,8 @@ def fit_filtered(spec, problem, store, seed_sequence):
     if obj.dim and spec.uncertainty == "profile":
         u = spec.uncertainty_settings
         intervals = profile(obj, fit, level, n_points=int(u.get("n_points", 7)),
-                            newton_steps=int(u.get("newton_steps", 3)))
+                            max_iter=int(u.get("max_iter", 30)),
+                                which=str(u.get("parameters", "all")))
         if intervals.better is not None:
             warnings.warn(f"the profile likelihood found a better fit (negative log-likelihood {intervals.better[1]:.6g} "
                           f"< {fit.nll:.6g}): the optimiser stopped short of the optimum; the estimate moves there "
@@ -398,7 +430,8 @@ def fit_filtered(spec, problem, store, seed_sequence):
             fit.z, fit.nll = np.asarray(intervals.better[0], dtype=float), float(intervals.better[1])
             fit.diagnostics["profile_restart"] = 1
             intervals = profile(obj, fit, level, n_points=int(u.get("n_points", 7)),
-                                newton_steps=int(u.get("newton_steps", 3)))
+                                max_iter=int(u.get("max_iter", 30)),
+                                which=str(u.get("parameters", "all")))
     else:
         intervals = wald_only(obj, fit, level)
     values = obj.to_model(fit.z[None, :])
@@ -406,7 +439,7 @@ def fit_filtered(spec, problem, store, seed_sequence):
         warnings.warn("the filter's likelihood is not finite at the estimate: every particle (or the Kalman "
                       "prediction) went non-finite or missed the data entirely", CalibrationWarning, stacklevel=2)
     record = filt.run(values, level=level)
-    open_loop = problem.simulate(values)
+    open_loop = filt.open_loop(values)
     fit.sigmas = filt._sigma(values)[0]
     return _dataset(spec, problem, obj, fit, intervals, record, open_loop, level)
 

@@ -109,7 +109,8 @@ _METHOD_SETTINGS = {
     # Iterated filtering (Ionides et al. 2015), for a [state_space] fit with method = "particle".
     "if2": {"iterations", "cooling", "rw_sd", "particles"},
 }
-_UNCERTAINTY_SETTINGS = {"method", "level", "n_bootstrap", "block_length", "n_points", "span"}
+_UNCERTAINTY_SETTINGS = {"method", "level", "n_bootstrap", "block_length", "n_points", "span",
+                         "max_iter", "parameters"}  # the last two: filtered fits' profiles
 _CHECKPOINT = {"interval"}
 
 
@@ -565,7 +566,7 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
     if "state_space" in raw:
         from .state_space import parse_settings
 
-        state_space = parse_settings(raw["state_space"], model, where, free, obs, name, u_method)
+        state_space = parse_settings(raw["state_space"], model, where, free, obs, name, u_method, uncertainty)
     return CalibrationSpec(
         state_space=state_space, model=model, parameters=free, observations=obs, fit=fit, holdout=holdout, origin=origin,
         time_step=time_step, saveper=saveper, scenario=scenario, fixed=fixed_resolved, method=name,

@@ -107,7 +107,7 @@ def _time_unit(model) -> str:
 
 
 def parse_settings(table, model, where: str, free: list, observations: list, method: str,
-                   uncertainty: str) -> StateSpaceSettings:
+                   uncertainty: str, raw_uncertainty=None) -> StateSpaceSettings:
     """Validate a spec's ``[state_space]`` table; free noise terms are appended to ``free``."""
     from .spec import _free_value, _number, _unknown_keys
 
@@ -184,6 +184,11 @@ def parse_settings(table, model, where: str, free: list, observations: list, met
                         f"(or 'if2' with the particle filter); got {method!r}")
     if method == "if2" and kind != "particle":
         raise SpecError(f"{where}: method.name: 'if2' (iterated filtering) needs state_space.method = 'particle'")
+    which = (raw_uncertainty or {}).get("parameters", "all") if isinstance(raw_uncertainty, Mapping) else "all"
+    if which not in ("all", "model"):
+        raise SpecError(f"{where}: uncertainty.parameters: must be 'all' (profile every parameter) or 'model' "
+                        f"(profile the model's and measurement parameters, Wald intervals for the noise sds); "
+                        f"got {which!r}")
     if uncertainty not in ("profile", "none"):
         raise SpecError(f"{where}: uncertainty.method: a filtered fit reports 'profile' intervals or 'none'; "
                         f"got {uncertainty!r}")
@@ -569,6 +574,26 @@ class StateSpaceFilter:
                 sm[:, j], slo[:, j], shi[:, j] = fm[:, j], flo[:, j], fhi[:, j]
         return FilterRun(float(loglike[0]), self.times, pred, pred_sd, fm, fsd, flo, fhi, sm, slo, shi, self.in_fit)
 
+
+    def open_loop(self, values: np.ndarray) -> list[np.ndarray]:
+        """The run without noise or corrections at one parameter row: each target's model values
+        at its times (fit, then hold-out), through the measurement equation, as (1, times) arrays."""
+        values = np.atleast_2d(np.asarray(values, dtype=float))[:1]
+        inputs, S, _, _ = self._start(values, 1)
+        raw = np.full((self.times.size, len(self.problem.targets)), np.nan)
+        k_prev = 0
+        for j, kj in enumerate(self.steps):
+            y, ok = self.stepper.advance(inputs, self.clock, self.dt, k_prev, int(kj), S, outputs=self.outputs)
+            k_prev = int(kj)
+            raw[j] = y[0] if ok[0] else np.nan
+        out = []
+        for i, target in enumerate(self.problem.targets):
+            scale, offset = self.problem.measurement(values, target.observation)
+            series = raw[:, i] * scale[0] + offset[0]
+            where = np.clip(np.searchsorted(self.times, target.times - 1e-9), 0, self.times.size - 1)
+            hit = np.isclose(self.times[where], target.times)
+            out.append(np.where(hit, series[where], np.nan)[None, :])
+        return out
 
     # ------------------------------------------------------------------ IF2
     def iterated_pass(self, to_model, to_internal, clip, start: np.ndarray, scale: np.ndarray, seed: int):
