@@ -150,7 +150,7 @@ def differential_evolution(obj: FilterObjective, rng: np.random.Generator, setti
         warnings.warn(f"differential_evolution did not converge: {result.message} (raise method.maxiter)",
                       CalibrationWarning, stacklevel=3)
     if polish and settings.get("polish", True):
-        zp, value, iterations = lbfgs(obj, z)
+        zp, value, iterations = lbfgs(obj, z, int(settings.get("polish_maxiter", 60)))
         diagnostics["polish_iterations"] = iterations
         if value < nll:
             z, nll = zp, value
@@ -267,7 +267,11 @@ def profile(obj: FilterObjective, fit: Fit, level: float, n_points: int = 7, max
             rows, values = _compass(obj, rows, values, owner, np.array([min(v, w / 8) if np.isfinite(v) and v > 0
                                                                         else w / 8 for v, w in zip(se, width)]))
         if obj.filter.settings.method == "kalman" and p > 1:
-            rows, values = _continuation(obj, rows, values, owner, fit.z, max_iter)
+            rows, values, stopped = _continuation(obj, rows, values, owner, fit.z, max_iter)
+            if stopped:
+                notes.append(f"{stopped} of {rows.shape[0]} profile points stopped at the re-optimisation's iteration "
+                             f"limit (uncertainty.max_iter = {max_iter}): their likelihood may be a little low, so the "
+                             "intervals may be a little narrow")
         for k, j in enumerate(profiled):
             grid = grids[k]
             vals = values[owner == j]
@@ -303,6 +307,7 @@ def _continuation(obj: FilterObjective, rows, values, owner, estimate, max_iter:
     from scipy.optimize import minimize
 
     p = rows.shape[1]
+    stopped = 0
     for j in np.unique(owner):
         mine = np.flatnonzero(owner == j)
         for side in (-1, 1):
@@ -331,8 +336,9 @@ def _continuation(obj: FilterObjective, rows, values, owner, estimate, max_iter:
                                   bounds=list(zip(obj.lower[free], obj.upper[free])), options={"maxiter": max_iter})
                 if result.fun < values[i]:
                     rows[i, free], values[i] = result.x, float(result.fun)
+                stopped += int(result.nit >= max_iter)
                 previous = rows[i]
-    return rows, values
+    return rows, values, stopped
 
 
 def _compass(obj: FilterObjective, rows, values, owner, step, rounds: int = 8):

@@ -104,7 +104,7 @@ MEASUREMENT_TERMS = {"scale": 1.0, "offset": 0.0}
 _METHOD_SETTINGS = {
     "least_squares": {"n_starts", "max_nfev", "ftol", "xtol", "gtol", "loss", "diff_step"},
     "differential_evolution": {"popsize", "maxiter", "tol", "atol", "mutation", "recombination", "strategy", "polish",
-                               "init"},
+                               "init", "polish_maxiter"},
     "mcmc": {"n_walkers", "n_steps", "burn", "thin", "start", "init_scale", "moves"},
     # Iterated filtering (Ionides et al. 2015), for a [state_space] fit with method = "particle".
     "if2": {"iterations", "cooling", "rw_sd", "particles"},

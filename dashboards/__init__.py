@@ -21,6 +21,7 @@ _EXPORTS = {
     "scenario_comparison": "figures",
     "phase_portrait": "figures",
     "fit_figure": "figures",
+    "filtered_states_figure": "figures",
     "fan_chart": "figures",
     "sensitivity_bars": "figures",
     "loop_dominance": "figures",

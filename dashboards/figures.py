@@ -42,6 +42,7 @@ __all__ = [
     "scenario_comparison",
     "phase_portrait",
     "fit_figure",
+    "filtered_states_figure",
     "fan_chart",
     "sensitivity_bars",
     "loop_dominance",
@@ -486,6 +487,8 @@ def fit_figure(fit: xr.Dataset, *, series: Sequence[str] | None = None) -> go.Fi
             # What the fit achieved, where a reader looks: R2 over the fit window and, when
             # recorded, the sum of squared residuals against a straight line's.
             title += f": R² {float(r2):.2f}"
+            if "one_step_r2" in fit:
+                title = f"{title} open loop, {float(fit['one_step_r2'].sel(series=name, period='fit')):.2f} one step"
             trend = float(fit["ssr_ratio_to_trend"].sel(series=name)) if "ssr_ratio_to_trend" in fit else math.nan
             if np.isfinite(trend):
                 title += f", {trend:.2f} of a straight line's squared error"
@@ -498,6 +501,8 @@ def fit_figure(fit: xr.Dataset, *, series: Sequence[str] | None = None) -> go.Fi
     band_name = (f"{float(level):.0%} band" if level is not None else long_name(fit["fitted_lower"], "band")) if band \
         else ""
     holdout = fit.attrs.get("holdout_start")
+    # A filtered (state-space) fit: the filter's one-step-ahead predictions and their band beside the open-loop run.
+    filtered = all(k in fit for k in ("predicted", "predicted_lower", "predicted_upper"))
     for row, name in enumerate(chosen, start=1):
         part = fit.sel(series=name)
         first = row == 1
@@ -509,9 +514,25 @@ def fit_figure(fit: xr.Dataset, *, series: Sequence[str] | None = None) -> go.Fi
             fig.add_trace(go.Scatter(x=time, y=lower, mode="lines", line={"width": 0}, fill="tonexty",
                                      fillcolor="rgba(99,110,250,0.25)", name=_esc(band_name), legendgroup="band",
                                      showlegend=first, meta={"series": name}), row=row, col=1)
+        if filtered:
+            lower = np.asarray(part["predicted_lower"].values, dtype=float)
+            upper = np.asarray(part["predicted_upper"].values, dtype=float)
+            fig.add_trace(go.Scatter(x=time, y=upper, mode="lines", line={"width": 0}, showlegend=False,
+                                     legendgroup="one-step band", hoverinfo="skip", connectgaps=True,
+                                     meta={"series": name}), row=row, col=1)
+            fig.add_trace(go.Scatter(x=time, y=lower, mode="lines", line={"width": 0}, fill="tonexty",
+                                     fillcolor="rgba(0,160,120,0.2)", connectgaps=True,
+                                     name=_esc(f"{float(level or 0.95):.0%} one-step band"),
+                                     legendgroup="one-step band", showlegend=first, meta={"series": name}),
+                          row=row, col=1)
+            fig.add_trace(go.Scatter(x=time, y=np.asarray(part["predicted"].values, dtype=float), mode="lines",
+                                     name="one-step-ahead prediction (filter)", legendgroup="predicted",
+                                     connectgaps=True, showlegend=first, line={"color": "rgb(0,130,100)"},
+                                     meta={"series": name}), row=row, col=1)
         fig.add_trace(go.Scatter(x=time, y=np.asarray(part["fitted"].values, dtype=float), mode="lines",
                                  name=_esc(long_name(fit["fitted"], "fitted")), legendgroup="fitted",
-                                 showlegend=first, line={"color": PALETTE[0]}, meta={"series": name}), row=row, col=1)
+                                 showlegend=first, line={"color": PALETTE[0], **({"dash": "dot"} if filtered else {})},
+                                 meta={"series": name}), row=row, col=1)
         fig.add_trace(go.Scatter(x=time, y=np.asarray(part["observed"].values, dtype=float), mode="markers",
                                  name=_esc(long_name(fit["observed"], "observed")), legendgroup="observed",
                                  showlegend=first, marker={"color": PALETTE[1], "size": 5}, meta={"series": name}),
@@ -525,6 +546,51 @@ def fit_figure(fit: xr.Dataset, *, series: Sequence[str] | None = None) -> go.Fi
     fig.update_xaxes(title_text=_time_title(fit), row=len(chosen), col=1)
     fig.update_layout(title="Fit against observed data", height=260 * len(chosen) + 140, template="plotly_white",
                       legend={"orientation": "h", "y": -0.12})
+    return fig
+
+
+def filtered_states_figure(fit: xr.Dataset, *, stocks: Sequence[str] | None = None) -> go.Figure:
+    """A filtered fit's estimates of its stocks: the smoothed mean (every observation used) with its
+    band, and the filtered mean (observations up to each time), one panel per stock; by default
+    the stocks that receive process noise. Needs ``state_smoothed(stock, time)`` and its bounds."""
+    _require(fit, ["state_smoothed", "state_smoothed_lower", "state_smoothed_upper", "state_filtered"],
+             "filtered states figure")
+    names = [str(s) for s in fit["stock"].values]
+    if stocks is None:
+        noisy = fit["process_noise"].values if "process_noise" in fit.coords else np.ones(len(names), bool)
+        stocks = [n for n, flag in zip(names, noisy) if flag] or names
+    for name in stocks:
+        if name not in names:
+            raise DashboardInputError(f"unknown stock '{name}'.{did_you_mean(name, names)} Stocks: {', '.join(names)}")
+    level = fit.attrs.get("level", 0.95)
+    fig = make_subplots(rows=len(stocks), cols=1, subplot_titles=[_esc(s) for s in stocks],
+                        vertical_spacing=min(0.1, 0.3 / max(1, len(stocks) - 1)) if len(stocks) > 1 else 0.1)
+    time = fit["time"].values
+    for row, name in enumerate(stocks, start=1):
+        part = fit.sel(stock=name)
+        first = row == 1
+        fig.add_trace(go.Scatter(x=time, y=np.asarray(part["state_smoothed_upper"].values, dtype=float), mode="lines",
+                                 line={"width": 0}, showlegend=False, hoverinfo="skip", legendgroup="band",
+                                 connectgaps=True), row=row, col=1)
+        fig.add_trace(go.Scatter(x=time, y=np.asarray(part["state_smoothed_lower"].values, dtype=float), mode="lines",
+                                 line={"width": 0}, fill="tonexty", fillcolor="rgba(99,110,250,0.25)",
+                                 name=_esc(f"{float(level):.0%} smoothed band"), legendgroup="band", showlegend=first,
+                                 connectgaps=True), row=row, col=1)
+        fig.add_trace(go.Scatter(x=time, y=np.asarray(part["state_smoothed"].values, dtype=float), mode="lines",
+                                 name="smoothed (all observations)", legendgroup="smoothed", showlegend=first,
+                                 line={"color": PALETTE[0]}, connectgaps=True), row=row, col=1)
+        fig.add_trace(go.Scatter(x=time, y=np.asarray(part["state_filtered"].values, dtype=float), mode="lines",
+                                 name="filtered (observations so far)", legendgroup="filtered", showlegend=first,
+                                 line={"color": PALETTE[1], "dash": "dot"}, connectgaps=True), row=row, col=1)
+    holdout = fit.attrs.get("holdout_start")
+    if holdout is not None and np.isfinite(holdout):
+        for row in range(1, len(stocks) + 1):
+            label = {"annotation_text": "forecast", "annotation_position": "top left"} if row == 1 else {}
+            fig.add_vrect(x0=float(holdout), x1=float(fit.attrs.get("holdout_end", time[-1])),
+                          fillcolor="rgba(128,128,128,0.15)", line_width=0, row=row, col=1, **label)
+    fig.update_xaxes(title_text=_time_title(fit), row=len(stocks), col=1)
+    fig.update_layout(title="The filter's estimate of the model's stocks", height=240 * len(stocks) + 140,
+                      template="plotly_white", legend={"orientation": "h", "y": -0.12})
     return fig
 
 

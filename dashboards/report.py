@@ -66,6 +66,7 @@ PANELS = {
     "live": "Levers: the model in your browser",
     "grid": "Levers over a precomputed grid",
     "fit": "Fit against data",
+    "states": "Filtered states",
     "ensemble": "Uncertainty: ensemble fan charts",
     "sensitivity": "Sensitivity",
     "loops": "Loop dominance",
@@ -80,7 +81,11 @@ _INTRO = {
              "JavaScript, equal to the toolkit's engine), with no server. Pin a run to compare it; untick a "
              "loop to cut it; export the settings as a scenario file."),
     "grid": "Move the sliders to see the runs of a precomputed grid of lever values.",
-    "fit": "Model against observed data, with the uncertainty band; the shaded window was held out of the fit.",
+    "fit": ("Model against observed data, with the uncertainty band; the shaded window was held out of the fit. For "
+            "a state-space fit: the filter's one-step-ahead prediction (each year from the data up to the year "
+            "before) and its band, beside the open-loop run (dotted)."),
+    "states": ("A state-space fit's estimate of the model's stocks from the data: smoothed (every observation "
+               "used) with its band, and filtered (the observations up to each year)."),
     "ensemble": "Percentile bands over the members of an ensemble run.",
     "sensitivity": "How much of each output's variance (Sobol) or change (Morris) each parameter accounts for.",
     "loops": "Relative loop scores (Loops That Matter): which feedback loop dominates the behaviour when.",
@@ -471,7 +476,10 @@ def build_report(
     if grid is not None:
         sections.append(_grid_panel(load_dataset(grid, "grid")))
     if fit is not None:
-        sections.append(_figure_panel("fit", figures.fit_figure(load_dataset(fit, "fit"))))
+        fitted = load_dataset(fit, "fit")
+        sections.append(_figure_panel("fit", figures.fit_figure(fitted)))
+        if "state_smoothed" in fitted:
+            sections.append(_figure_panel("states", figures.filtered_states_figure(fitted)))
     if ensemble is not None:
         sections.append(_figure_panel("ensemble", figures.fan_chart(load_dataset(ensemble, "ensemble"))))
     if sensitivity is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("ensemble", "dashboards", "web", "calibration", "loops")
+SUITES = ("ensemble", "dashboards", "web", "calibration", "state_space", "loops")
 
 
 def main(argv: list[str]) -> int:

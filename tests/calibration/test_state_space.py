@@ -321,3 +321,65 @@ def test_if2_moves_the_swarm_to_the_likelihood_s_high_ground():
     at_estimate = _loglike(_spec(data, parameters={}, fixed={"decay": estimate}))
     assert at_estimate > max(exact) - 2.0
     assert "IF2" in str(fit["opt_optimizer"].values)
+
+
+def test_the_fit_figures_show_the_filter_beside_the_open_loop_run(kalman_fit):
+    from dashboards import figures
+
+    fit, _ = kalman_fit
+    fig = figures.fit_figure(fit)
+    names = {t.name for t in fig.data}
+    assert {"one-step-ahead prediction (filter)", "95% one-step band"} <= names
+    predicted = next(t for t in fig.data if t.name == "one-step-ahead prediction (filter)")
+    np.testing.assert_array_equal(predicted.y, fit["predicted"].sel(series="level").values)
+    assert "one step" in fig.layout.annotations[0].text
+    states = figures.filtered_states_figure(fit)
+    smoothed = next(t for t in states.data if t.name == "smoothed (all observations)")
+    np.testing.assert_array_equal(smoothed.y, fit["state_smoothed"].sel(stock="level").values)
+    # By default only the stocks that receive process noise are drawn.
+    assert [a.text for a in states.layout.annotations if a.text != "forecast"] == ["level"]
+
+
+def test_crisis_calibrate_runs_a_filtered_spec_and_prints_the_one_step_table(tmp_path):
+    from click.testing import CliRunner
+
+    from pysd_runner.cli import main
+
+    data = _linear_data(2, n=41)
+    csv = tmp_path / "level.csv"
+    csv.write_text("time,level\n" + "\n".join(f"{t:g},{float(v)!r}" for t, v in zip(data["time"].values, data.values)))
+    spec = tmp_path / "filtered.toml"
+    spec.write_text(f'''model = "{LINEAR}"
+seed = 3
+[time]
+fit = [0, 32]
+holdout = [33, 40]
+time_step = 1
+[parameters.decay]
+bounds = [0.01, 0.9]
+[state_space]
+method = "kalman"
+[state_space.process_noise]
+level = {{ bounds = [0.01, 2], log = true }}
+[state_space.initial_sd]
+level = 0.7
+[[observations]]
+variable = "level"
+series = "csv:{csv}#level"
+sigma = 0.3
+[method]
+name = "differential_evolution"
+popsize = 8
+maxiter = 20
+''')
+    out = tmp_path / "fit.nc"
+    result = CliRunner().invoke(main, ["calibrate", str(spec), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "one-step-ahead" in result.output and "LB p(4)" in result.output
+    assert "filter: one-step-ahead errors" in result.output
+    assert "process noise of level" in result.output
+    bad = spec.read_text().replace('method = "kalman"', 'method = "kalmann"')
+    spec.write_text(bad)
+    result = CliRunner().invoke(main, ["calibrate", str(spec), "--output", str(tmp_path / "again.nc")])
+    assert result.exit_code == 1
+    assert "state_space.method: unknown filter 'kalmann'" in result.output and "Traceback" not in result.output
