@@ -300,45 +300,106 @@ def profile(obj: FilterObjective, fit: Fit, level: float, n_points: int = 7, max
                      profile_values=prof_values, profile_nll=prof_nll, notes=notes, better=better)
 
 
+class _Lockstep:
+    """Gathers the gradient requests of several optimisers, each running in its own thread, into
+    one batched evaluation: a batch is run when every optimiser still running has asked, so its
+    content (one row per running optimiser, in their order) does not depend on thread timing and
+    the checkpoint replays it exactly."""
+
+    def __init__(self, obj: FilterObjective, count: int):
+        import threading
+
+        self.obj = obj
+        self.cond = threading.Condition()
+        self.active = count
+        self.pending: dict[int, np.ndarray] = {}
+        self.results: dict[int, tuple] = {}
+        self.error: BaseException | None = None
+
+    def _run(self):
+        keys = sorted(self.pending)
+        try:
+            values, grads = self.obj.gradient(np.stack([self.pending[k] for k in keys]))
+            for k, v, g in zip(keys, values, grads):
+                self.results[k] = (float(v), g)
+        except BaseException as exc:  # handed to every waiting optimiser
+            self.error = exc
+        self.pending.clear()
+        self.cond.notify_all()
+
+    def gradient(self, who: int, z: np.ndarray):
+        with self.cond:
+            if self.error is not None:
+                raise self.error
+            self.pending[who] = np.asarray(z, dtype=float)
+            if len(self.pending) == self.active:
+                self._run()
+            while who not in self.results and self.error is None:
+                self.cond.wait()
+            if self.error is not None:
+                raise self.error
+            return self.results.pop(who)
+
+    def done(self):
+        with self.cond:
+            self.active -= 1
+            if self.pending and len(self.pending) == self.active:
+                self._run()
+
+
 def _continuation(obj: FilterObjective, rows, values, owner, estimate, max_iter: int):
-    """Re-optimise the free parameters of every profile point by L-BFGS-B (batched forward-difference
+    """Re-optimise the free parameters of every profile point by L-BFGS-B (forward-difference
     gradients), walking outwards from the estimate along each grid so that each point starts from
-    the better of its quadratic guess and its inner neighbour's solution."""
+    the better of its quadratic guess and its inner neighbour's solution. The walks (one per
+    parameter and side) run together: each step's gradients of every walk are one batched pass."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from scipy.optimize import minimize
 
     p = rows.shape[1]
-    stopped = 0
+    chains = []
     for j in np.unique(owner):
         mine = np.flatnonzero(owner == j)
         for side in (-1, 1):
-            chain = [i for i in mine if side * (rows[i, j] - estimate[j]) >= 0]
+            chain = [i for i in mine if side * (rows[i, j] - estimate[j]) > 0]
             chain.sort(key=lambda i: abs(rows[i, j] - estimate[j]))
+            if chain:
+                chains.append((int(j), chain))
+    lockstep = _Lockstep(obj, len(chains))
+    stopped = [0] * len(chains)
+
+    def walk(who: int):
+        j, chain = chains[who]
+        try:
             previous = estimate
+            free = np.arange(p) != j
             for i in chain:
-                free = np.arange(p) != j
                 guess = previous.copy()
                 guess[j] = rows[i, j]
-                both = obj.nll(np.stack([rows[i], guess]))
-                if both[1] < values[i]:
-                    rows[i], values[i] = guess, both[1]
-                if rows[i, j] == estimate[j]:
-                    previous = rows[i]
-                    continue
+                value, _ = lockstep.gradient(who, guess)
+                if value < values[i]:
+                    rows[i], values[i] = guess, value
                 fixed = rows[i].copy()
 
-                def fun(x, fixed=fixed, free=free):
+                def fun(x, fixed=fixed):
                     z = fixed.copy()
                     z[free] = x
-                    value, grad = obj.gradient(z[None, :])
-                    return float(value[0]), grad[0][free]
+                    value, grad = lockstep.gradient(who, z)
+                    return value, grad[free]
 
                 result = minimize(fun, rows[i, free], jac=True, method="L-BFGS-B",
                                   bounds=list(zip(obj.lower[free], obj.upper[free])), options={"maxiter": max_iter})
                 if result.fun < values[i]:
                     rows[i, free], values[i] = result.x, float(result.fun)
-                stopped += int(result.nit >= max_iter)
+                stopped[who] += int(result.nit >= max_iter)
                 previous = rows[i]
-    return rows, values, stopped
+        finally:
+            lockstep.done()
+
+    with ThreadPoolExecutor(max(1, len(chains))) as pool:
+        for future in [pool.submit(walk, who) for who in range(len(chains))]:
+            future.result()
+    return rows, values, sum(stopped)
 
 
 def _compass(obj: FilterObjective, rows, values, owner, step, rounds: int = 8):

@@ -52,8 +52,19 @@ method and the seed. Every error names the file and the key::
     scale = { bounds = [0.5, 1.5], reason = "..." }
     offset = 0.0
 
+    [state_space]                      # optional: a filtered fit (calibration.state_space)
+    method = "kalman"                  # extended Kalman filter, or "particle"
+    particles = 2000                   # particle only
+    [state_space.process_noise]        # sd per square root of the time unit, on named stocks:
+    "capital" = { bounds = [0.001, 0.1], log = true, scale = "log" }   # or a number
+    [state_space.initial_sd]           # sd of named stocks' initial values (default 0)
+    "private debt" = 0.1
+    # ...and each observation's sigma is a number or { bounds = [low, high] } (estimated).
+
     [method]
     name = "differential_evolution"    # least_squares | differential_evolution | mcmc
+                                       # (a filtered fit: differential_evolution, or if2
+                                       # with the particle filter)
     popsize = 15                       # further settings per method (see calibration.methods)
 
     [uncertainty]

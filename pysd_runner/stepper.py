@@ -45,6 +45,7 @@ from .kernel_codegen import HELPERS, KERNEL_VERSION, RPREC, SMALL_VENSIM, Kernel
 __all__ = ["Stepper", "StateVariable", "Noise", "stepper_for", "normal_table", "run_inputs"]
 
 STEPPER_VERSION = "1"
+_CORES = os.cpu_count() or 1
 
 _NOISE_HELPERS = '''
 @njit(inline="always", error_model="numpy", cache=True)
@@ -275,7 +276,7 @@ class Stepper:
             nsd, nlog, key, base = np.zeros((n, 1)), np.zeros(1, np.bool_), 0, np.zeros(n, np.int64)
         if table is None:
             table = np.zeros(1)
-        threads = max(1, min(threads or os.cpu_count() or 1, n))
+        threads = max(1, min(threads or _CORES, n))
         # Small batches are not worth a thread's start.
         if n * max(1, k1 - k0) * max(1, len(self.recordable)) < 2e5:
             threads = 1
