@@ -454,6 +454,19 @@ def _smoothed_profile(grid: np.ndarray, values: np.ndarray, centre: float) -> tu
     return np.where(ok, smooth - min(0.0, float(a * vertex**2 + b * vertex + c) - smooth[ok].min()), values), vertex
 
 
+def _contain(obj: FilterObjective, fit: Fit, intervals: Intervals) -> None:
+    """An interval always holds its estimate: when the profile's own minimum lies away from the
+    estimate (a second better point, or Monte Carlo noise), the interval is widened to it and the
+    notes say so."""
+    estimate = obj.to_model(fit.z[None, :])[0]
+    for j, q in enumerate(obj.parameters):
+        lo, hi = intervals.lower[j], intervals.upper[j]
+        if np.isfinite(lo) and np.isfinite(hi) and not lo <= estimate[j] <= hi:
+            intervals.lower[j], intervals.upper[j] = min(lo, estimate[j]), max(hi, estimate[j])
+            intervals.notes.append(f"parameter '{q.name}': its profile's minimum lies beside the estimate; the "
+                                   "interval is widened to hold the estimate")
+
+
 def wald_only(obj: FilterObjective, fit: Fit, level: float) -> Intervals:
     nan = np.full(obj.dim, np.nan)
     if obj.dim == 0:
@@ -487,18 +500,28 @@ def fit_filtered(spec, problem, store, seed_sequence):
         fit = differential_evolution(obj, rng, spec.settings, polish=settings.method == "kalman")
     if obj.dim and spec.uncertainty == "profile":
         u = spec.uncertainty_settings
-        intervals = profile(obj, fit, level, n_points=int(u.get("n_points", 7)),
-                            max_iter=int(u.get("max_iter", 30)),
-                                which=str(u.get("parameters", "all")))
-        if intervals.better is not None:
+
+        def profiled():
+            return profile(obj, fit, level, n_points=int(u.get("n_points", 7)), max_iter=int(u.get("max_iter", 30)),
+                           which=str(u.get("parameters", "all")))
+
+        intervals = profiled()
+        for attempt in range(2):
+            if intervals.better is None:
+                break
+            # The profile walked into a better optimum than the optimiser's: the estimate moves there.
             warnings.warn(f"the profile likelihood found a better fit (negative log-likelihood {intervals.better[1]:.6g} "
                           f"< {fit.nll:.6g}): the optimiser stopped short of the optimum; the estimate moves there "
                           "(use more generations)", CalibrationWarning, stacklevel=2)
             fit.z, fit.nll = np.asarray(intervals.better[0], dtype=float), float(intervals.better[1])
-            fit.diagnostics["profile_restart"] = 1
-            intervals = profile(obj, fit, level, n_points=int(u.get("n_points", 7)),
-                                max_iter=int(u.get("max_iter", 30)),
-                                which=str(u.get("parameters", "all")))
+            fit.diagnostics["profile_restart"] = attempt + 1
+            if attempt == 0:
+                if settings.method == "kalman":
+                    z, value, _ = lbfgs(obj, fit.z, int(spec.settings.get("polish_maxiter", 60)))
+                    if value < fit.nll:
+                        fit.z, fit.nll = z, value
+                intervals = profiled()
+        _contain(obj, fit, intervals)
     else:
         intervals = wald_only(obj, fit, level)
     values = obj.to_model(fit.z[None, :])

@@ -336,16 +336,19 @@ class StateSpaceFilter:
     def loglike(self, values: np.ndarray) -> np.ndarray:
         """The filter's log-likelihood of the fit-window data at each row of model values."""
         values = np.atleast_2d(np.asarray(values, dtype=float))
-        if self.settings.method == "kalman":
-            return self._kalman(values, record=False)
-        return self._particle(values, record=False)
+        # Members far from the data overflow; their likelihood is then -inf, without warnings.
+        with np.errstate(all="ignore"):
+            if self.settings.method == "kalman":
+                return self._kalman(values, record=False)
+            return self._particle(values, record=False)
 
     def run(self, values: np.ndarray, particles: int | None = None, level: float = 0.95) -> FilterRun:
         """One recorded pass at one parameter row: predictions, filtered and smoothed states, forecasts."""
         values = np.atleast_2d(np.asarray(values, dtype=float))[:1]
-        if self.settings.method == "kalman":
-            return self._kalman(values, record=True, level=level)
-        return self._particle(values, record=True, particles=particles, level=level)
+        with np.errstate(all="ignore"):
+            if self.settings.method == "kalman":
+                return self._kalman(values, record=True, level=level)
+            return self._particle(values, record=True, particles=particles, level=level)
 
     # ------------------------------------------------------------------ Kalman
     def _kalman(self, values: np.ndarray, record: bool, level: float = 0.95):
