@@ -6,8 +6,9 @@ states the facts of the postwar US economy that THEORY.md lists, computes each o
 the data the catalogue ships (no network), measures the same statistic on a model run in
 the same way, and judges it against an acceptance band around the data.
 
-A model folder says which of its variables stands for each concept, how long its warm-up
-is, and which scenarios have a declared crisis window, in ``facts.toml``::
+A model folder says which of its variables stands for each concept and how long its
+warm-up is, in ``facts.toml``. A scenario's crisis window is the ``crisis`` window of its own
+``[events]`` table (scenario TOML); ``facts.toml`` can override it::
 
     description = "..."
     warm_up = 20                       # model years left out at the start
@@ -19,7 +20,7 @@ is, and which scenarios have a declared crisis window, in ``facts.toml``::
     real_wage = "wage rate"
     private_debt_ratio = "debt ratio"
     public_debt_ratio = "public debt ratio"
-    [scenarios.recession_austerity]
+    [scenarios.recession_austerity]    # optional: overrides the scenario's [events] crisis window
     crisis = [45, 60]                  # the shock and its aftermath: judged by the crisis bounds
     [known_failures.baseline]          # facts the model does not yet meet, each with the evidence
     output_declines = "output never falls: ..."
@@ -287,6 +288,24 @@ def load_facts_spec(path: str | Path) -> FactsSpec:
     return FactsSpec(path, str(raw.get("description", "")), float(warm_up), dict(variables), crisis, known)
 
 
+def crisis_event(ds: xr.Dataset) -> tuple[float, float] | None:
+    """The crisis window the run's scenario declares (its ``[events]`` table's ``crisis``), if any."""
+    import json
+
+    if "scenario_events" in ds.coords and ds["scenario_events"].ndim == 0:
+        text = str(ds["scenario_events"].values)
+    else:
+        text = str(ds.attrs.get("scenario_events", "[]"))
+    try:
+        events = json.loads(text or "[]")
+    except ValueError:
+        return None
+    for event in events:
+        if event.get("name") == "crisis" and float(event["end"]) > float(event["start"]):
+            return float(event["start"]), float(event["end"])
+    return None
+
+
 def _series(ds: xr.Dataset, name: str) -> xr.DataArray:
     if name not in ds:
         # A Vensim name: every variable of a run carries its Vensim name as long_name.
@@ -311,6 +330,8 @@ def measure(ds: xr.Dataset, spec: FactsSpec, scenario: str | None = None,
     time = ds["time"].values.astype(float)
     keep = time >= time[0] + spec.warm_up
     window = spec.crisis.get(scenario) if scenario else None
+    if window is None:
+        window = crisis_event(ds)
     results = []
     for fact in facts.values():
         if not all(c in names for c in fact.concepts):

@@ -300,6 +300,10 @@ def profile(obj: FilterObjective, fit: Fit, level: float, n_points: int = 7, max
                      profile_values=prof_values, profile_nll=prof_nll, notes=notes, better=better)
 
 
+class _Aborted(Exception):
+    """A lockstep walk stopped because the batched evaluation failed."""
+
+
 class _Lockstep:
     """Gathers the gradient requests of several optimisers, each running in its own thread, into
     one batched evaluation: a batch is run when every optimiser still running has asked, so its
@@ -329,15 +333,14 @@ class _Lockstep:
 
     def gradient(self, who: int, z: np.ndarray):
         with self.cond:
+            if self.error is None:
+                self.pending[who] = np.asarray(z, dtype=float)
+                if len(self.pending) == self.active:
+                    self._run()
+                while who not in self.results and self.error is None:
+                    self.cond.wait()
             if self.error is not None:
-                raise self.error
-            self.pending[who] = np.asarray(z, dtype=float)
-            if len(self.pending) == self.active:
-                self._run()
-            while who not in self.results and self.error is None:
-                self.cond.wait()
-            if self.error is not None:
-                raise self.error
+                raise _Aborted  # the evaluation's own error is raised once, by _continuation
             return self.results.pop(who)
 
     def done(self):
@@ -397,8 +400,14 @@ def _continuation(obj: FilterObjective, rows, values, owner, estimate, max_iter:
             lockstep.done()
 
     with ThreadPoolExecutor(max(1, len(chains))) as pool:
-        for future in [pool.submit(walk, who) for who in range(len(chains))]:
-            future.result()
+        futures = [pool.submit(walk, who) for who in range(len(chains))]
+        for future in futures:
+            try:
+                future.result()
+            except _Aborted:
+                pass
+    if lockstep.error is not None:
+        raise lockstep.error
     return rows, values, sum(stopped)
 
 

@@ -438,8 +438,13 @@ class StateSpaceFilter:
                 R[:, np.arange(have.sum()), np.arange(have.sum())] = sigma[:, have] ** 2
                 Sinn = Ha @ P @ Ha.transpose(0, 2, 1) + R
                 with np.errstate(all="ignore"):
-                    sign, logdet = np.linalg.slogdet(np.where(good[:, None, None], Sinn, np.eye(have.sum())))
-                    Sinv = np.linalg.inv(np.where(good[:, None, None], Sinn, np.eye(have.sum())))
+                    Sinn = np.where(good[:, None, None], Sinn, np.eye(have.sum()))
+                    sign, logdet = np.linalg.slogdet(Sinn)
+                    # A singular innovation covariance (no noise reaches the observed series) has no
+                    # Gaussian density: that set's likelihood is -inf.
+                    good &= (sign > 0) & np.isfinite(logdet)
+                    Sinn = np.where(good[:, None, None], Sinn, np.eye(have.sum()))
+                    Sinv = np.linalg.inv(Sinn)
                     quad = np.einsum("bi,bij,bj->b", np.where(good[:, None], v, 0.0), Sinv,
                                      np.where(good[:, None], v, 0.0))
                     loglike = loglike - 0.5 * (have.sum() * _LOG2PI + logdet + quad)

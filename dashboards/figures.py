@@ -39,6 +39,8 @@ __all__ = [
     "SECTOR_KEYWORDS",
     "sector_panels",
     "trajectories",
+    "scenario_events",
+    "mark_events",
     "scenario_comparison",
     "phase_portrait",
     "fit_figure",
@@ -350,12 +352,56 @@ def trajectories(
             fig.update_yaxes(title_text=_esc(unit), row=row, col=col)
         if row == rows:
             fig.update_xaxes(title_text=_time_title(ds), row=row, col=col)
+        mark_events(fig, scenario_events(ds, [name for name, _ in per_scenario]), row=row, col=col, label=index == 0)
     fig.update_layout(
         title=_esc(title if title is not None else _model_title(ds, "Crisis trajectories")),
         height=330 * rows + 120, legend={"orientation": "h", "y": -0.12}, margin={"t": 80},
         template="plotly_white",
     )
     return fig
+
+
+def scenario_events(ds: xr.Dataset, scenarios: Sequence[str] | None = None) -> list[dict]:
+    """The events the runs' scenarios declare (their ``[events]`` tables), each once, with the
+    scenarios that declare it: ``{"name", "start", "end", "label", "scenarios"}``."""
+    import json
+
+    if "scenario_events" in ds.coords and "scenario" in ds["scenario_events"].dims:
+        texts = {str(n): str(t) for n, t in zip(ds["scenario"].values, ds["scenario_events"].values)}
+    else:
+        texts = {str(ds.attrs.get("scenario", "")): str(ds.attrs.get("scenario_events", "[]"))}
+    found: dict[tuple, dict] = {}
+    for name, text in texts.items():
+        if scenarios is not None and name not in scenarios:
+            continue
+        try:
+            events = json.loads(text or "[]")
+        except ValueError:
+            continue
+        for event in events:
+            key = (event["name"], float(event["start"]), float(event["end"]))
+            entry = found.setdefault(key, {**event, "scenarios": []})
+            entry["scenarios"].append(name)
+    return sorted(found.values(), key=lambda e: (e["start"], e["end"]))
+
+
+def mark_events(fig: go.Figure, events: Sequence[Mapping], *, row=None, col=None, label: bool = True) -> None:
+    """Mark declared events on a subplot: a shaded window, or a dotted line at a moment;
+    ``label`` writes each event's label (on one panel, so it is not repeated)."""
+    where = {"row": row, "col": col} if row is not None else {}
+    for event in events:
+        text = _esc(event.get("label") or event["name"]) if label else None
+        # A crisis window's label sits at its foot, so it does not cover the label of a shock
+        # that starts with it.
+        position = "bottom right" if event["name"] == "crisis" else "top left"
+        extra = {"annotation_text": text, "annotation_position": position,
+                 "annotation_font": {"size": 10, "color": "#555"}} if text else {}
+        if float(event["end"]) > float(event["start"]):
+            fig.add_vrect(x0=float(event["start"]), x1=float(event["end"]), line_width=0,
+                          fillcolor="rgba(214,39,40,0.07)" if event["name"] != "crisis" else "rgba(128,128,128,0.08)",
+                          layer="below", **where, **extra)
+        else:
+            fig.add_vline(x=float(event["start"]), line={"color": "#888", "dash": "dot", "width": 1}, **where, **extra)
 
 
 def _model_title(ds: xr.Dataset, what: str) -> str:

@@ -201,9 +201,11 @@ def simulator(model: CompiledModel | str | os.PathLike, scenarios: Sequence[str]
         if unknown:
             raise DashboardInputError(f"scenario '{scen.name}' sets '{model.elements[unknown[0]].name}', which the "
                                       "page cannot change (not a plain constant)")
-        chosen.append({"name": scen.name, "description": scen.description, **inputs})
+        chosen.append({"name": scen.name, "description": scen.description, **inputs,
+                       "events": [e.as_dict() for e in scen.events]})
     defaults = scenario_inputs(model, None)
-    chosen.append({"name": "defaults", "description": "The model's own values, with no scenario.", **defaults})
+    chosen.append({"name": "defaults", "description": "The model's own values, with no scenario.", **defaults,
+                   "events": []})
     if len({s["name"] for s in chosen}) != len(chosen):
         raise DashboardInputError(f"scenario names must be distinct; got {[s['name'] for s in chosen]}")
     views = sketch_views(model)

@@ -66,6 +66,8 @@ _EXPORTS = {
     "LoopsFileError": "errors",
     "LoopScoreWarning": "errors",
     "load_scenario": "scenarios",
+    "Event": "scenarios",
+    "events_json": "scenarios",
     "list_scenarios": "scenarios",
     "Scenario": "scenarios",
     "chosen_scenarios": "scenarios",

@@ -22,7 +22,7 @@ import xarray as xr
 
 from .compiler import CompiledModel, Element, control_values
 from .errors import LargeRunWarning, ParameterError, ScenarioError
-from .scenarios import Scenario
+from .scenarios import Scenario, events_json
 
 __all__ = [
     "toolkit_version", "as_number", "normalise_params", "merged_params", "to_pysd", "params_json",
@@ -290,6 +290,7 @@ def provenance(model: CompiledModel, merged, scen: Scenario | None, seed: int | 
         "params": params_json(merged),
         "scenario": scen.name if scen is not None else "",
         "scenario_description": scen.description if scen is not None else "",
+        "scenario_events": events_json(scen.events if scen is not None else ()),
         "seed": seed if seed is not None else "none",
         "integration_method": "euler",
         "initial_time": settings["initial_time"],

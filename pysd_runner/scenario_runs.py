@@ -23,7 +23,7 @@ from .ensemble import normalise_samples, run_ensemble
 from .inputs import merged_params, normalise_params, output_elements, params_json, provenance, time_settings
 from .plausible import plausible_path
 from .runner import run
-from .scenarios import Scenario, load_scenario
+from .scenarios import Scenario, events_json, load_scenario
 from .vectorise import vectorisation_blockers
 
 __all__ = ["run_scenarios", "scenarios_on_one_axis", "run_design"]
@@ -61,14 +61,17 @@ def run_scenarios(
                 "final_time, time_step and saveper to compare scenarios (e.g. with final_time=...)"
             )
     descriptions = [ds.attrs["scenario_description"] for ds in runs]
+    events = [ds.attrs.get("scenario_events", "[]") for ds in runs]
     stacked = xr.concat(
         [ds.drop_attrs(deep=False) for ds in runs], dim="scenario", coords="minimal", compat="override", join="exact"
     )
     stacked = stacked.assign_coords(
         scenario=("scenario", np.asarray(names, dtype=str), {"long_name": "Scenario"}),
         scenario_description=("scenario", np.asarray(descriptions, dtype=str)),
+        scenario_events=("scenario", np.asarray(events, dtype=str), {"long_name": "the scenario's events (JSON)"}),
     )
     attrs = dict(runs[0].attrs)
+    attrs["scenario_events"] = "[]"
     attrs["engine"] = ",".join(sorted({ds.attrs.get("engine", "pysd") for ds in runs}))
     attrs["scenario"] = ",".join(names)
     attrs["scenario_description"] = ""
@@ -178,6 +181,8 @@ def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwarg
     data = data.assign_coords(
         scenario=("scenario", np.asarray(names, dtype=str), {"long_name": "Scenario"}),
         scenario_description=("scenario", np.asarray([s.description for s in scenarios], dtype=str)),
+        scenario_events=("scenario", np.asarray([events_json(s.events) for s in scenarios], dtype=str),
+                         {"long_name": "the scenario's events (JSON)"}),
     )
     shared = normalise_params(model, kwargs.get("params"), kwargs.get("check_ranges", True))
     given = {k: kwargs.get(k) for k in ("final_time", "time_step", "saveper")}
@@ -185,6 +190,7 @@ def _scenarios_as_members(model: CompiledModel, scenarios: list[Scenario], kwarg
     attrs = provenance(model, shared, scenarios[0], kwargs.get("seed"), settings)
     attrs["scenario"] = ",".join(names)
     attrs["scenario_description"] = ""
+    attrs["scenario_events"] = "[]"
     attrs["params"] = json.dumps({n: json.loads(params_json(v)) for n, v in zip(names, per_scenario)}, sort_keys=True)
     attrs["engine"] = ensemble.attrs["engine"]
     if "n_plausible" in ensemble.attrs:

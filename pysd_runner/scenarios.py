@@ -33,10 +33,36 @@ from .errors import ScenarioError, did_you_mean
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledModel
 
-__all__ = ["Scenario", "load_scenario", "list_scenarios", "chosen_scenarios"]
+__all__ = ["Scenario", "Event", "load_scenario", "list_scenarios", "chosen_scenarios", "events_json"]
 
-TOP_LEVEL_KEYS = ("description", "params", "policies", "time")
+TOP_LEVEL_KEYS = ("description", "params", "policies", "time", "events")
+EVENT_KEYS = ("at", "from", "to", "label")
 TIME_KEYS = ("final_time", "time_step", "saveper")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A moment (``start == end``) or a window the scenario declares: a reform, a shock, a crisis
+    window. Figures mark them, and analyses (stylized facts, summaries) can read them by name."""
+
+    name: str
+    start: float
+    end: float
+    label: str = ""
+
+    @property
+    def is_window(self) -> bool:
+        return self.end > self.start
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "start": self.start, "end": self.end, "label": self.label}
+
+
+def events_json(events) -> str:
+    """Events as the JSON text results carry (a list of {name, start, end, label})."""
+    import json
+
+    return json.dumps([e.as_dict() for e in events])
 
 
 @dataclass(frozen=True)
@@ -49,6 +75,11 @@ class Scenario:
     policies: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
     time: dict[str, float] = field(default_factory=dict)
     path: Path | None = None
+    events: tuple[Event, ...] = ()
+
+    def event(self, name: str) -> Event | None:
+        """The declared event of that name, or None."""
+        return next((e for e in self.events if e.name == name), None)
 
 
 def list_scenarios(model: "CompiledModel") -> list[str]:
@@ -178,7 +209,45 @@ def _parse(data: dict, path: Path) -> Scenario:
         policies=policies,
         time=time_settings,
         path=path.resolve(),
+        events=_events(data.get("events", {}), path),
     )
+
+
+def _events(table, path: Path) -> tuple[Event, ...]:
+    """``[events]``: name = time, name = [start, end], or name = { at | from, to, label }."""
+    if not isinstance(table, dict):
+        raise ScenarioError(f"scenario file '{path}': 'events' must be a table of name = time, [start, end] or "
+                            "{ at = time, label = \"...\" } / { from = start, to = end, label = \"...\" }")
+    out = []
+    for name, spec in table.items():
+        where = f"scenario file '{path}': events.'{name}'"
+        label = ""
+        if isinstance(spec, dict):
+            unknown = [k for k in spec if k not in EVENT_KEYS]
+            if unknown:
+                raise ScenarioError(f"{where}: unknown key '{unknown[0]}'.{did_you_mean(unknown[0], EVENT_KEYS)} "
+                                    f"Allowed: {', '.join(EVENT_KEYS)}")
+            label = spec.get("label", "")
+            if not isinstance(label, str):
+                raise ScenarioError(f"{where}.label must be a string; got {label!r}")
+            if "at" in spec and ("from" in spec or "to" in spec):
+                raise ScenarioError(f"{where}: give either 'at' (a moment) or 'from' and 'to' (a window)")
+            if "at" in spec:
+                start = end = _number(spec["at"], f"{where}.at")
+            elif "from" in spec and "to" in spec:
+                start, end = _number(spec["from"], f"{where}.from"), _number(spec["to"], f"{where}.to")
+            else:
+                raise ScenarioError(f"{where} needs 'at' (a moment) or 'from' and 'to' (a window)")
+        elif isinstance(spec, list):
+            if len(spec) != 2:
+                raise ScenarioError(f"{where} must be a time or a pair [start, end]; got {spec!r}")
+            start, end = _number(spec[0], f"{where}[0]"), _number(spec[1], f"{where}[1]")
+        else:
+            start = end = _number(spec, where)
+        if end < start:
+            raise ScenarioError(f"{where}: the window ends ({end:g}) before it starts ({start:g})")
+        out.append(Event(str(name), start, end, label.strip()))
+    return tuple(sorted(out, key=lambda e: (e.start, e.end)))
 
 
 def _toml_string(text: str) -> str:

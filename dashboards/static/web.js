@@ -3,7 +3,7 @@
    window.crisis, for embedding and tests:
      crisis.model                  name, time settings, constants (units, ranges, defaults,
                                    sector), variables (units), scenarios (values, policies,
-                                   time), named loops, the figure's panels
+                                   time, events), named loops, the figure's panels
      crisis.ready                  a Promise, resolved after the first run is drawn
      crisis.run(params, options)   a Promise of {time: number[], values: {python_name: number[]},
                                    bad: null | {time, name}}; params keyed by Vensim or Python
@@ -478,11 +478,43 @@ self.onmessage = (e) => {
             values: (u, splits) => splits.map(tick) },
         ],
         series: [{}, ...runs.map((r) => ({ label: r.label, stroke: r.colour, width: r.width, points: { show: false } }))],
-        hooks: { setCursor: [(u) => readout(u, i)] },
+        hooks: { setCursor: [(u) => readout(u, i)], draw: [(u) => drawEvents(u, i === 0)] },
       };
       return new uPlot(opts, [runs[0].time, ...runs.map((r) => r.columns[i])], cell);
     });
     chartKey = runs.map((r) => r.colour + r.time.length).join() + "|" + narrow + "|" + box.clientWidth;
+  }
+  // The current scenario's declared events ([events] in its TOML): a shaded window, or a
+  // dotted line at a moment; their labels on the first panel only.
+  function drawEvents(u, labelled) {
+    const scenario = scenarioOf[state.scenario];
+    const events = (scenario && scenario.events) || [];
+    if (!events.length) return;
+    const ctx = u.ctx;
+    const top = u.bbox.top, height = u.bbox.height;
+    ctx.save();
+    for (const e of events) {
+      const x0 = u.valToPos(e.start, "x", true), x1 = u.valToPos(e.end, "x", true);
+      if (e.end > e.start) {
+        ctx.fillStyle = e.name === "crisis" ? "rgba(128,128,128,0.10)" : "rgba(214,39,40,0.10)";
+        ctx.fillRect(x0, top, Math.max(1, x1 - x0), height);
+      } else {
+        ctx.strokeStyle = "#888";
+        ctx.setLineDash([3, 3]);
+        ctx.lineWidth = 1;
+        ctx.beginPath(); ctx.moveTo(x0, top); ctx.lineTo(x0, top + height); ctx.stroke();
+        ctx.setLineDash([]);
+      }
+      if (labelled) {
+        ctx.fillStyle = "#555";
+        ctx.textAlign = "left";
+        ctx.textBaseline = "alphabetic";
+        ctx.font = `${Math.round(10 * devicePixelRatio)}px system-ui, sans-serif`;
+        const y = e.name === "crisis" ? top + height - 4 * devicePixelRatio : top + 11 * devicePixelRatio;
+        ctx.fillText(e.label || e.name, x0 + 3 * devicePixelRatio, y);
+      }
+    }
+    ctx.restore();
   }
   function readout(u, i) {
     const node = document.getElementById("readout");

@@ -165,6 +165,23 @@ def test_crisis_window_is_judged_against_historical_extremes(tmp_path):
     assert {r.fact.name: r for r in measure(_run(u), spec, "shock")}["unemployment_range"].passed is False
 
 
+def test_the_crisis_window_comes_from_the_scenario_s_events(tmp_path):
+    import json
+
+    u = np.full_like(YEARS, 0.06)
+    u[(YEARS >= 45) & (YEARS <= 50)] = 0.2
+    spec = _spec(tmp_path, 'warm_up = 10\n[variables]\nunemployment_rate = "unemployment_rate"\n')
+    run = _run(u)
+    assert {r.fact.name: r for r in measure(run, spec, "shock")}["unemployment_range"].passed is False
+    run.attrs["scenario_events"] = json.dumps([{"name": "shock", "start": 45, "end": 48, "label": ""},
+                                               {"name": "crisis", "start": 45, "end": 60, "label": ""}])
+    assert {r.fact.name: r for r in measure(run, spec, "shock")}["unemployment_range"].passed is True
+    # facts.toml's own window wins over the scenario's.
+    spec = _spec(tmp_path, 'warm_up = 10\n[variables]\nunemployment_rate = "unemployment_rate"\n'
+                           '[scenarios.shock]\ncrisis = [70, 80]\n')
+    assert {r.fact.name: r for r in measure(run, spec, "shock")}["unemployment_range"].passed is False
+
+
 def test_warm_up_is_left_out(tmp_path):
     u = np.full_like(YEARS, 0.06)
     u[YEARS < 10] = 0.5

@@ -100,6 +100,27 @@ def test_trajectories_one_trace_per_scenario_and_variable_with_labels_from_attrs
     assert trace.name == "small_orbit · wage share"
 
 
+def test_trajectories_mark_the_scenarios_events(runs):
+    import json
+
+    events = [json.dumps([{"name": "reform", "start": 10.0, "end": 10.0, "label": "reform"}]),
+              json.dumps([{"name": "reform", "start": 10.0, "end": 10.0, "label": "reform"},
+                          {"name": "shock", "start": 30.0, "end": 33.0, "label": "the shock"}])]
+    marked = runs.isel(scenario=[0, 1]).assign_coords(scenario_events=("scenario", events))
+    found = figures.scenario_events(marked)
+    assert [(e["name"], e["scenarios"]) for e in found] == [
+        ("reform", list(marked["scenario"].values)), ("shock", [str(marked["scenario"].values[1])])]
+    fig = figures.trajectories(marked, {"Shares": ["wage_share"], "Employment": ["employment_rate"]})
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    windows = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(lines) == 2 and {s.x0 for s in lines} == {10.0}       # one per panel
+    assert len(windows) == 2 and {(s.x0, s.x1) for s in windows} == {(30.0, 33.0)}
+    labels = [a.text for a in fig.layout.annotations]
+    assert labels.count("reform") == 1 and labels.count("the shock") == 1   # labelled once
+    # Only the scenarios shown are marked.
+    assert [e["name"] for e in figures.scenario_events(marked, [str(marked["scenario"].values[0])])] == ["reform"]
+
+
 def test_one_run_colours_variables(single_run):
     fig = figures.trajectories(single_run, {"Shares": ["wage_share", "profit_share"]})
     assert [t.name for t in fig.data] == ["wage share", "profit share"]

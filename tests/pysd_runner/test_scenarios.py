@@ -93,6 +93,13 @@ def test_missing_scenario_file(tmp_path):
         ('[policies]\nx = { time = [1, 0], value = [1, 2] }\n', r"strictly increasing"),
         ('[policies]\nx = 3\n', r"exactly the keys 'time' and 'value'"),
         ('description = 3\n', r"'description' must be a string"),
+        ('[events]\nshock = [48, 45]\n', r"events.'shock': the window ends \(45\) before it starts \(48\)"),
+        ('[events]\nshock = { at = 45, from = 45, to = 48 }\n', r"give either 'at' \(a moment\) or 'from' and 'to'"),
+        ('[events]\nshock = { when = 45 }\n', r"events.'shock': unknown key 'when'"),
+        ('[events]\nshock = { from = 45 }\n', r"needs 'at' \(a moment\) or 'from' and 'to'"),
+        ('[events]\nshock = "soon"\n', r"events.'shock' must be a number; got 'soon'"),
+        ('[events]\nshock = [1, 2, 3]\n', r"must be a time or a pair \[start, end\]"),
+        ('events = 3\n', r"'events' must be a table"),
     ],
 )
 def test_malformed_scenarios_are_clear_errors(tmp_path, text, pattern):
@@ -161,3 +168,42 @@ def test_scenarios_with_policies_run_one_by_one(scenario_model):
     after = float(policy.sel(time=4) / policy.sel(time=3))
     assert 0.88 < before < 0.92 and 0.79 < after < 0.84, (before, after)
     assert float(ds["population"].sel(scenario="fast").isel(time=-1)) > float(policy.isel(time=-1))
+
+
+def test_events_are_read_in_three_forms_and_carried_by_runs(scenario_model, tmp_path):
+    path = tmp_path / "events.toml"
+    path.write_text('[params]\n"growth rate" = 0.2\n[time]\nfinal_time = 5\n'
+                    '[events]\nreform = 1\nshock = [2, 2.5]\ncrisis = { from = 2, to = 4, label = "the crisis" }\n')
+    scenario = load_scenario(path)
+    assert [(e.name, e.start, e.end, e.label) for e in scenario.events] == [
+        ("reform", 1.0, 1.0, ""), ("shock", 2.0, 2.5, ""), ("crisis", 2.0, 4.0, "the crisis")]
+    assert scenario.event("crisis").is_window and not scenario.event("reform").is_window
+    assert scenario.event("nothing") is None
+    single = run(scenario_model, scenario=path)
+    assert json.loads(single.attrs["scenario_events"])[2] == {"name": "crisis", "start": 2.0, "end": 4.0,
+                                                              "label": "the crisis"}
+    stacked = run_scenarios(scenario_model, [path, "fast"])
+    assert [len(json.loads(t)) for t in stacked["scenario_events"].values] == [3, 0]
+
+
+def test_reformism_events_match_the_scenarios_own_parameters():
+    """The declared reform and shock are where the scenario's constants put them."""
+    from pysd_runner import compile_model
+
+    model = compile_model(MODELS / "reformism" / "reformism.mdl")
+    shocked = 0
+    for name in list_scenarios(model):
+        scenario = load_scenario(name, model)
+        params = scenario.params
+        if params.get("reform size", 0) > 0:
+            assert scenario.event("reform").start == params["reform start year"], name
+        if params.get("profitability shock size", 0) > 0:
+            shock = scenario.event("shock")
+            assert (shock.start, shock.end) == (params["shock start year"],
+                                                params["shock start year"] + params["shock duration"]), name
+            crisis = scenario.event("crisis")
+            assert crisis.start == shock.start and crisis.end > shock.end, name
+            shocked += 1
+        else:
+            assert scenario.event("shock") is None, name
+    assert shocked == 4
