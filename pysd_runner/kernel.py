@@ -44,7 +44,7 @@ from .errors import stderr_is_terminal
 from .files import atomic_output, atomic_write
 from .kernel_codegen import KERNEL_VERSION, KernelUnsupported, RPREC, engine_error, generate  # noqa: F401 - re-exported
 
-__all__ = ["Kernel", "KernelUnsupported", "kernel_for", "kernel_blockers", "clock_grid"]
+__all__ = ["Kernel", "KernelUnsupported", "kernel_for", "kernel_blockers", "clock_grid", "constant_inputs"]
 
 
 # --------------------------------------------------------------------------- loading
@@ -74,24 +74,7 @@ class Kernel:
         run on ``threads`` threads (default: one per core; the machine code releases the
         GIL), and ``on_fraction`` is told the share of members done after each slice.
         """
-        slot = {name: i for i, name in enumerate(self.constants)}
-        P = np.repeat(self.defaults[None, :], n, axis=0)
-        sidx = np.full(len(self.constants), -1, dtype=np.int64)
-        series = []
-        for name, value in fixed.items():
-            if isinstance(value, tuple):
-                sidx[slot[name]] = len(series)
-                series.append((np.asarray(value[0], float), np.asarray(value[1], float)))
-            else:
-                P[:, slot[name]] = float(value)
-        for name, array in values.items():
-            P[:, slot[name]] = array
-        width = max([len(s[0]) for s in series], default=1)
-        SX = np.zeros((max(1, len(series)), width))
-        SY = np.zeros_like(SX)
-        SL = np.ones(max(1, len(series)), dtype=np.int64)
-        for j, (xs, ys) in enumerate(series):
-            SX[j, : len(xs)], SY[j, : len(ys)], SL[j] = xs, ys, len(xs)
+        P, sidx, SX, SY, SL = constant_inputs(self.constants, self.defaults, values, n, fixed)
         times, record, saved = clock_grid(settings)
         want = np.full(len(self.recordable), -1, dtype=np.int64)
         index = {name: i for i, name in enumerate(self.recordable)}
@@ -148,6 +131,33 @@ class Kernel:
             if name not in recordable:
                 return f"'{self.model.elements[name].name}' cannot be recorded by the kernel"
         return None
+
+
+def constant_inputs(constants: list[str], defaults: np.ndarray, values: dict[str, np.ndarray], n: int,
+                    fixed: dict[str, Any]):
+    """What a compiled engine reads its constants from, for ``n`` members: the matrix P (one row
+    per member, one slot per constant: the defaults, then ``fixed`` numbers, then ``values``),
+    and the time series of ``fixed`` policies (slot -> series index SIDX, padded times SX and
+    values SY, lengths SL)."""
+    slot = {name: i for i, name in enumerate(constants)}
+    P = np.repeat(defaults[None, :], n, axis=0)
+    sidx = np.full(len(constants), -1, dtype=np.int64)
+    series = []
+    for name, value in fixed.items():
+        if isinstance(value, tuple):
+            sidx[slot[name]] = len(series)
+            series.append((np.asarray(value[0], float), np.asarray(value[1], float)))
+        else:
+            P[:, slot[name]] = float(value)
+    for name, array in values.items():
+        P[:, slot[name]] = array
+    width = max([len(s[0]) for s in series], default=1)
+    SX = np.zeros((max(1, len(series)), width))
+    SY = np.zeros_like(SX)
+    SL = np.ones(max(1, len(series)), dtype=np.int64)
+    for j, (xs, ys) in enumerate(series):
+        SX[j, : len(xs)], SY[j, : len(ys)], SL[j] = xs, ys, len(xs)
+    return P, sidx, SX, SY, SL
 
 
 def clock_grid(settings: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

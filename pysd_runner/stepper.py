@@ -39,7 +39,7 @@ import numpy as np
 
 from .compiler import CompiledModel
 from .files import atomic_output, atomic_write
-from .kernel import clock_grid
+from .kernel import clock_grid, constant_inputs
 from .kernel_codegen import HELPERS, KERNEL_VERSION, RPREC, SMALL_VENSIM, KernelUnsupported, plan, state_var
 
 __all__ = ["Stepper", "StateVariable", "Noise", "stepper_for", "normal_table", "run_inputs"]
@@ -230,25 +230,7 @@ class Stepper:
 
     def inputs(self, values: dict[str, np.ndarray], n: int, fixed: dict[str, Any]):
         """The constants matrix and time series of ``n`` members (as :meth:`Kernel.run` builds them)."""
-        slot = {name: i for i, name in enumerate(self.constants)}
-        P = np.repeat(self.defaults[None, :], n, axis=0)
-        sidx = np.full(len(self.constants), -1, dtype=np.int64)
-        series = []
-        for name, value in fixed.items():
-            if isinstance(value, tuple):
-                sidx[slot[name]] = len(series)
-                series.append((np.asarray(value[0], float), np.asarray(value[1], float)))
-            else:
-                P[:, slot[name]] = float(value)
-        for name, array in values.items():
-            P[:, slot[name]] = array
-        width = max([len(s[0]) for s in series], default=1)
-        SX = np.zeros((max(1, len(series)), width))
-        SY = np.zeros_like(SX)
-        SL = np.ones(max(1, len(series)), dtype=np.int64)
-        for j, (xs, ys) in enumerate(series):
-            SX[j, : len(xs)], SY[j, : len(ys)], SL[j] = xs, ys, len(xs)
-        return P, sidx, SX, SY, SL
+        return constant_inputs(self.constants, self.defaults, values, n, fixed)
 
     def advance(self, inputs, times: np.ndarray, dt: float, k0: int, k1: int, S: np.ndarray, *, init: bool = False,
                 noise: Noise | None = None, table: np.ndarray | None = None, outputs: np.ndarray | None = None,
