@@ -383,3 +383,16 @@ maxiter = 20
     result = CliRunner().invoke(main, ["calibrate", str(spec), "--output", str(tmp_path / "again.nc")])
     assert result.exit_code == 1
     assert "state_space.method: unknown filter 'kalmann'" in result.output and "Traceback" not in result.output
+
+
+def test_the_report_adds_the_filtered_states_panel_for_a_filtered_fit(kalman_fit, tmp_path):
+    from dashboards.report import build_report
+    from pysd_runner import run
+
+    fit, _ = kalman_fit
+    runs = run(LINEAR, final_time=10)
+    text = build_report(runs, fit=fit)
+    assert 'id="panel-fit"' in text and 'id="panel-states"' in text
+    assert "one-step-ahead prediction (filter)" in text and "smoothed (all observations)" in text
+    plain = build_report(runs, fit=fit.drop_vars([v for v in fit.data_vars if v.startswith("state_")]))
+    assert 'id="panel-states"' not in plain
