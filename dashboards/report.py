@@ -415,6 +415,16 @@ def plotly_bundle(trace_types: set[str] | frozenset[str]) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- the report
 
+def _same_model(runs: xr.Dataset, fit: xr.Dataset) -> None:
+    """A fit shown beside runs must be of the same model file (both record its sha256)."""
+    ours, theirs = runs.attrs.get("model_sha256"), fit.attrs.get("model_sha256")
+    if ours and theirs and ours != theirs:
+        raise DashboardInputError(
+            f"fit: the fit is of model '{fit.attrs.get('model_file') or fit.attrs.get('model_name', '?')}' "
+            f"(sha256 {str(theirs)[:12]}), the runs of '{runs.attrs.get('model_file') or runs.attrs.get('model_name', '?')}' "
+            f"(sha256 {str(ours)[:12]}); give a fit of the runs' model")
+
+
 def build_report(
     runs: xr.Dataset | str | os.PathLike,
     *,
@@ -477,6 +487,7 @@ def build_report(
         sections.append(_grid_panel(load_dataset(grid, "grid")))
     if fit is not None:
         fitted = load_dataset(fit, "fit")
+        _same_model(runs, fitted)
         sections.append(_figure_panel("fit", figures.fit_figure(fitted)))
         if "state_smoothed" in fitted:
             sections.append(_figure_panel("states", figures.filtered_states_figure(fitted)))

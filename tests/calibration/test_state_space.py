@@ -396,3 +396,14 @@ def test_the_report_adds_the_filtered_states_panel_for_a_filtered_fit(kalman_fit
     assert "one-step-ahead prediction (filter)" in text and "smoothed (all observations)" in text
     plain = build_report(runs, fit=fit.drop_vars([v for v in fit.data_vars if v.startswith("state_")]))
     assert 'id="panel-states"' not in plain
+
+
+def test_the_report_refuses_a_fit_of_another_model(kalman_fit):
+    from dashboards import DashboardInputError
+    from dashboards.report import build_report
+    from pysd_runner import run
+
+    fit, _ = kalman_fit
+    other = run(MODELS / "goodwin" / "goodwin.mdl", final_time=5)
+    with pytest.raises(DashboardInputError, match=r"fit is of model .*linear_gaussian\.mdl.*runs of .*goodwin\.mdl"):
+        build_report(other, fit=fit)
