@@ -31,7 +31,7 @@ from .errors import CalibrationWarning
 from .methods import Fit
 from .problem import PENALTY
 from .state_space import StateSpaceFilter
-from .uncertainty import Intervals, _crossing, correlation_from_covariance
+from .uncertainty import Intervals, correlation_from_covariance, crossing
 
 TAG_FILTER, TAG_IF2 = 11, 12
 #: Parameters whose intervals are profiled; the others (noise sds) are nuisance parameters.
@@ -283,8 +283,8 @@ def profile(obj: FilterObjective, fit: Fit, level: float, n_points: int = 7, max
             if obj.filter.settings.method == "particle":
                 vals, centre = _smoothed_profile(grid, vals, fit.z[j])
             drop = vals - min(fit.nll, vals.min())
-            lo_z, lo_open = _crossing(grid, drop, centre, threshold, side=-1)
-            hi_z, hi_open = _crossing(grid, drop, centre, threshold, side=+1)
+            lo_z, lo_open = crossing(grid, drop, centre, threshold, side=-1)
+            hi_z, hi_open = crossing(grid, drop, centre, threshold, side=+1)
             if lo_open or hi_open:
                 identified[j] = False
                 sides = " and ".join(s for s, o in (("below", lo_open), ("above", hi_open)) if o)
@@ -548,8 +548,7 @@ def _dataset(spec, problem, obj, fit, intervals, record, open_loop, level):
     from statsmodels.stats.diagnostic import acorr_ljungbox
     from statsmodels.tsa.stattools import acf
 
-    from .fit import _STAT_NAMES, _source
-    from .statistics import STATISTICS, fit_statistics, linear_trend_ssr, persistence_rmse
+    from .statistics import STATISTIC_NAMES, STATISTICS, fit_statistics, linear_trend_ssr, persistence_rmse
 
     series = [t.observation.name for t in problem.targets]
     times = np.unique(np.concatenate([t.times for t in problem.targets]))
@@ -684,9 +683,9 @@ def _dataset(spec, problem, obj, fit, intervals, record, open_loop, level):
     }
     for name in STATISTICS:
         key = "n_points" if name == "n" else name
-        data_vars[key] = (("series", "period"), stats[name], {"long_name": f"{_STAT_NAMES[name]} (open-loop run)"})
+        data_vars[key] = (("series", "period"), stats[name], {"long_name": f"{STATISTIC_NAMES[name]} (open-loop run)"})
         data_vars[f"one_step_{key}"] = (("series", "period"), one[name], {
-            "long_name": f"{_STAT_NAMES[name]} of the one-step-ahead predictions (hold-out: the forecast)"})
+            "long_name": f"{STATISTIC_NAMES[name]} of the one-step-ahead predictions (hold-out: the forecast)"})
     for key, value in fit.diagnostics.items():
         data_vars[f"opt_{key}"] = ((), np.array(value, dtype=object) if isinstance(value, str) else float(value), {})
     if intervals.notes:
@@ -699,7 +698,7 @@ def _dataset(spec, problem, obj, fit, intervals, record, open_loop, level):
         "param_units": ("param", np.asarray([q.units for q in obj.parameters], dtype=str)),
         "series": ("series", np.asarray(series, dtype=str), {"long_name": "observed series"}),
         "model_variable": ("series", np.asarray([t.observation.variable_long_name for t in problem.targets], dtype=str)),
-        "source": ("series", np.asarray([_source(t) for t in problem.targets], dtype=str)),
+        "source": ("series", np.asarray([t.source_text() for t in problem.targets], dtype=str)),
         "measurement_reason": ("series", np.asarray(["; ".join(f"{k}: {v}" for k, v in problem.reasons(t.observation).items()
                                                                if k in ("scale", "offset"))
                                                      for t in problem.targets], dtype=str)),

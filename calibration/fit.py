@@ -42,7 +42,7 @@ from .checkpoint import Store
 from .errors import CalibrationWarning
 from .problem import Problem
 from .spec import AR1_ERRORS, CalibrationSpec, load_spec
-from .statistics import STATISTICS, fit_statistics, linear_trend_ssr, persistence_rmse
+from .statistics import STATISTIC_NAMES, STATISTICS, fit_statistics, linear_trend_ssr, persistence_rmse
 
 __all__ = ["calibrate"]
 
@@ -384,7 +384,7 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, be
                         {"long_name": "Bayesian information criterion"})
     for name in STATISTICS:
         key = "n_points" if name == "n" else name
-        data_vars[key] = (("series", "period"), stats[name], {"long_name": _STAT_NAMES[name]})
+        data_vars[key] = (("series", "period"), stats[name], {"long_name": STATISTIC_NAMES[name]})
     for key, value in fit.diagnostics.items():
         if isinstance(value, str):
             data_vars[f"opt_{key}"] = ((), np.array(value, dtype=object), {})
@@ -412,7 +412,7 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, be
         "series": ("series", np.asarray(series, dtype=str), {"long_name": "observed series"}),
         "model_variable": ("series", np.asarray([t.observation.variable_long_name for t in problem.targets],
                                                 dtype=str)),
-        "source": ("series", np.asarray([_source(t) for t in problem.targets], dtype=str)),
+        "source": ("series", np.asarray([t.source_text() for t in problem.targets], dtype=str)),
         "measurement_reason": ("series", np.asarray(["; ".join(f"{k}: {v}" for k, v in
                                                                problem.reasons(t.observation).items())
                                                      for t in problem.targets], dtype=str)),
@@ -438,29 +438,3 @@ def _dataset(spec, problem, obj, fit, intervals, best_sims, band_sims, level, be
     if fit.autocorr is not None:
         data_vars["autocorr_time"] = ("param", fit.autocorr, {"long_name": "integrated autocorrelation time (steps)"})
     return xr.Dataset(data_vars, coords=coords)
-
-
-def _source(target) -> str:
-    series = target.observation.series
-    name = series if isinstance(series, str) else str(series.name or "given DataArray")
-    attrs = target.data.attrs
-    parts = [name]
-    if attrs.get("country"):
-        parts.append(str(attrs["country"]))
-    if attrs.get("dataset"):
-        parts.append(str(attrs["dataset"]))
-    return " | ".join(parts)
-
-
-_STAT_NAMES = {
-    "n": "number of observations",
-    "rmse": "root mean squared error",
-    "mape": "mean absolute percentage error (percent)",
-    "r2": "coefficient of determination 1 - SSR/SST",
-    "theil_u": "Theil's inequality coefficient U",
-    "theil_um": "Theil bias fraction U^M (Sterman 1984)",
-    "theil_us": "Theil variance fraction U^S (Sterman 1984)",
-    "theil_uc": "Theil covariance fraction U^C (Sterman 1984)",
-    "rho1": "lag-1 autocorrelation of the residuals",
-    "n_eff": "effective sample size n (1 - rho1) / (1 + rho1) of the residuals",
-}

@@ -78,6 +78,18 @@ class Target:
     def times(self) -> np.ndarray:
         return np.concatenate([self.fit_times, self.holdout_times])
 
+    def source_text(self) -> str:
+        """Where the data come from: the series, its country and its dataset."""
+        series = self.observation.series
+        name = series if isinstance(series, str) else str(series.name or "given DataArray")
+        attrs = self.data.attrs
+        parts = [name]
+        if attrs.get("country"):
+            parts.append(str(attrs["country"]))
+        if attrs.get("dataset"):
+            parts.append(str(attrs["dataset"]))
+        return " | ".join(parts)
+
 
 class Problem:
     """Data and simulation for one spec and (optionally) one country."""

@@ -90,7 +90,8 @@ from pysd_runner import CompiledModel, CrisisError, compile_model
 
 from .errors import DataError, SpecError, did_you_mean
 
-__all__ = ["CalibrationSpec", "FreeParameter", "Observation", "load_spec", "METHODS", "UNCERTAINTY"]
+__all__ = ["CalibrationSpec", "FreeParameter", "Observation", "StateSpaceSettings", "NoiseTerm", "load_spec", "METHODS",
+           "UNCERTAINTY", "FILTERS"]
 
 METHODS = ("least_squares", "differential_evolution", "mcmc", "if2")
 UNCERTAINTY = ("profile", "bootstrap", "posterior", "none")
@@ -575,9 +576,7 @@ def _validate(raw: dict, where: str, path: Path | None, base: Path, seed) -> Cal
                     + "." + did_you_mean(str(plausibility), PLAUSIBILITY))
     state_space = None
     if "state_space" in raw:
-        from .state_space import parse_settings
-
-        state_space = parse_settings(raw["state_space"], model, where, free, obs, name, u_method, uncertainty)
+        state_space = parse_state_space(raw["state_space"], model, where, free, obs, name, u_method, uncertainty)
     return CalibrationSpec(
         state_space=state_space, model=model, parameters=free, observations=obs, fit=fit, holdout=holdout, origin=origin,
         time_step=time_step, saveper=saveper, scenario=scenario, fixed=fixed_resolved, method=name,
@@ -708,3 +707,138 @@ def _measurement_term(value, neutral: float, where: str, key: str, term: str, la
     name = f"{term} of {label}"
     return FreeParameter(name, name, lower, upper, log, prior, start, "1" if term == "scale" else "",
                          kind=term, observation=label, reason=reason.strip())
+
+
+# --------------------------------------------------------------------------- [state_space]
+
+FILTERS = ("kalman", "particle")
+_STATE_SPACE_KEYS = {"method", "particles", "process_noise", "initial_sd"}
+_NOISE_KEYS = {"bounds", "log", "initial", "prior", "scale", "sd"}
+
+
+@dataclass(frozen=True)
+class NoiseTerm:
+    """Process noise on one stock: a fixed sd, or a free parameter (``parameter`` its name)."""
+
+    stock: str          # Vensim name
+    py_name: str
+    sd: float | None    # fixed value, or None when estimated
+    parameter: str | None = None
+    log: bool = False   # relative (multiplicative) noise
+
+
+@dataclass
+class StateSpaceSettings:
+    method: str
+    particles: int
+    noise: list[NoiseTerm]
+    initial_sd: dict[str, float]          # stock py_name -> sd of its initial value
+    initial_names: dict[str, str] = field(default_factory=dict)   # py_name -> Vensim name
+
+    def describe(self) -> dict:
+        return {"method": self.method, "particles": self.particles,
+                "process_noise": {t.stock: ({"sd": t.sd} if t.parameter is None else {"estimated": t.parameter})
+                                  | ({"scale": "log"} if t.log else {}) for t in self.noise},
+                "initial_sd": {self.initial_names[k]: v for k, v in self.initial_sd.items()}}
+
+
+def _ss_fail(where: str, key: str, message: str) -> SpecError:
+    return SpecError(f"{where}: state_space.{key}: {message}")
+
+
+def _stock(model, name, where, key):
+    try:
+        return model.resolve(name, kinds=("stock",), role="stock")
+    except CrisisError as exc:
+        raise _ss_fail(where, key, str(exc)) from None
+
+
+def _time_unit(model) -> str:
+    return getattr(model, "time_units", "") or "time"
+
+
+def parse_state_space(table, model, where: str, free: list, observations: list, method: str,
+                      uncertainty: str, raw_uncertainty=None) -> StateSpaceSettings:
+    """Validate a spec's ``[state_space]`` table; free noise terms are appended to ``free``."""
+    if not isinstance(table, Mapping):
+        raise SpecError(f"{where}: state_space: must be a table with method = 'kalman' or 'particle'")
+    _unknown_keys(table, _STATE_SPACE_KEYS, where, "state_space")
+    kind = table.get("method", "kalman")
+    if kind not in FILTERS:
+        raise _ss_fail(where, "method", f"unknown filter {kind!r}; allowed: {', '.join(FILTERS)}."
+                    + did_you_mean(str(kind), FILTERS))
+    particles = int(_number(table.get("particles", 1000), where, "state_space.particles", integer=True, minimum=10))
+    if "particles" in table and kind != "particle":
+        raise _ss_fail(where, "particles", "only applies to method = 'particle'")
+    noise_table = table.get("process_noise", {})
+    if not isinstance(noise_table, Mapping) or not noise_table:
+        raise _ss_fail(where, "process_noise", "must name at least one stock and its noise sd: without process noise "
+                                            "the filter is the open-loop run (use an ordinary fit)")
+    noise: list[NoiseTerm] = []
+    for name, entry in noise_table.items():
+        key = f"process_noise.{name}"
+        element = _stock(model, name, where, key)
+        if any(t.py_name == element.py_name for t in noise):
+            raise _ss_fail(where, key, f"'{element.name}' is given twice")
+        if not isinstance(entry, Mapping):
+            entry = {"sd": entry}
+        _unknown_keys(entry, _NOISE_KEYS, f"{where}: state_space", key)
+        scale = entry.get("scale", "linear")
+        if scale not in ("linear", "log"):
+            raise _ss_fail(where, f"{key}.scale", f"must be 'linear' or 'log'; got {scale!r}")
+        if "bounds" in entry:
+            if "sd" in entry:
+                raise _ss_fail(where, key, "give either sd (fixed) or bounds (estimated), not both")
+            fields = {k: v for k, v in entry.items() if k != "scale"}
+            lower, upper, log, start, prior = _free_value(fields, where, f"state_space.{key}")
+            if lower < 0:
+                raise _ss_fail(where, f"{key}.bounds", f"a noise sd cannot be negative; got low {lower:g}")
+            pname = f"process noise of {element.name}"
+            units = "1" if scale == "log" else (element.units or "1")
+            free.append(FreeParameter(pname, pname, lower, upper, log, prior, start,
+                                      f"{units}/sqrt({_time_unit(model)})", kind="noise",
+                                      reason="process noise of a filtered fit"))
+            noise.append(NoiseTerm(element.name, element.py_name, None, pname, scale == "log"))
+        else:
+            extra = set(entry) - {"sd", "scale"}
+            if extra:
+                raise _ss_fail(where, key, f"{', '.join(sorted(extra))} only apply to an estimated sd (with bounds)")
+            sd = _number(entry.get("sd"), where, f"state_space.{key}")
+            if sd < 0:
+                raise _ss_fail(where, key, f"a noise sd cannot be negative; got {sd:g}")
+            noise.append(NoiseTerm(element.name, element.py_name, sd, None, scale == "log"))
+    initial = table.get("initial_sd", {})
+    if not isinstance(initial, Mapping):
+        raise _ss_fail(where, "initial_sd", "must be a table of stock = sd")
+    initial_sd, names = {}, {}
+    for name, value in initial.items():
+        element = _stock(model, name, where, f"initial_sd.{name}")
+        sd = _number(value, where, f"state_space.initial_sd.{name}")
+        if sd < 0:
+            raise _ss_fail(where, f"initial_sd.{name}", f"cannot be negative; got {sd:g}")
+        initial_sd[element.py_name], names[element.py_name] = sd, element.name
+    for i, obs in enumerate(observations):
+        key = f"{where}: observations[{i}]"
+        if obs.error in AR1_ERRORS:
+            raise SpecError(f"{key}.error: '{obs.error}' is an open-loop error model; a filtered fit's process "
+                            "noise already carries the autocorrelation: use 'normal' or 'lognormal'")
+        if obs.model_transform:
+            raise SpecError(f"{key}.model_transform: a filtered fit observes the model's variables at each time; "
+                            "transforms of the model's whole run are not supported (transform the data instead)")
+        if obs.sigma is None and not any(p.kind == "sigma" and p.observation == obs.name for p in free):
+            raise SpecError(f"{key}.sigma: a filtered fit needs the observation noise: a number, or "
+                            "{ bounds = [low, high] } to estimate it with the other parameters")
+    if method not in ("differential_evolution", "if2"):
+        raise SpecError(f"{where}: method.name: a filtered fit is estimated by 'differential_evolution' "
+                        f"(or 'if2' with the particle filter); got {method!r}")
+    if method == "if2" and kind != "particle":
+        raise SpecError(f"{where}: method.name: 'if2' (iterated filtering) needs state_space.method = 'particle'")
+    which = (raw_uncertainty or {}).get("parameters", "all") if isinstance(raw_uncertainty, Mapping) else "all"
+    if which not in ("all", "model"):
+        raise SpecError(f"{where}: uncertainty.parameters: must be 'all' (profile every parameter) or 'model' "
+                        f"(profile the model's and measurement parameters, Wald intervals for the noise sds); "
+                        f"got {which!r}")
+    if uncertainty not in ("profile", "none"):
+        raise SpecError(f"{where}: uncertainty.method: a filtered fit reports 'profile' intervals or 'none'; "
+                        f"got {uncertainty!r}")
+    return StateSpaceSettings(kind, particles, noise, initial_sd, names)

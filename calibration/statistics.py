@@ -29,9 +29,22 @@ import math
 
 import numpy as np
 
-__all__ = ["fit_statistics", "persistence_rmse", "linear_trend_ssr", "STATISTICS"]
+__all__ = ["fit_statistics", "persistence_rmse", "linear_trend_ssr", "STATISTICS", "STATISTIC_NAMES"]
 
 STATISTICS = ("n", "rmse", "mape", "r2", "theil_u", "theil_um", "theil_us", "theil_uc", "rho1", "n_eff")
+#: What each statistic is, for the long names of a fit result.
+STATISTIC_NAMES = {
+    "n": "number of observations",
+    "rmse": "root mean squared error",
+    "mape": "mean absolute percentage error (percent)",
+    "r2": "coefficient of determination 1 - SSR/SST",
+    "theil_u": "Theil's inequality coefficient U",
+    "theil_um": "Theil bias fraction U^M (Sterman 1984)",
+    "theil_us": "Theil variance fraction U^S (Sterman 1984)",
+    "theil_uc": "Theil covariance fraction U^C (Sterman 1984)",
+    "rho1": "lag-1 autocorrelation of the residuals",
+    "n_eff": "effective sample size n (1 - rho1) / (1 + rho1) of the residuals",
+}
 
 
 def fit_statistics(simulated, actual) -> dict[str, float]:

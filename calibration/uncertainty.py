@@ -185,8 +185,8 @@ def profile(obj: Objective, fit: Fit, level: float, n_points: int = 13, span: fl
                 best_found = (solved[owner == j][k], float(values[k]))
         drop = values - min(fit.nll, values.min())
         centre = fit.z[j]
-        lo_z, lo_open = _crossing(grid, drop, centre, threshold, side=-1)
-        hi_z, hi_open = _crossing(grid, drop, centre, threshold, side=+1)
+        lo_z, lo_open = crossing(grid, drop, centre, threshold, side=-1)
+        hi_z, hi_open = crossing(grid, drop, centre, threshold, side=+1)
         name = obj.parameters[j].name
         if lo_open or hi_open:
             identified[j] = False
@@ -205,7 +205,7 @@ def profile(obj: Objective, fit: Fit, level: float, n_points: int = 13, span: fl
                      profile_values=prof_values, profile_nll=prof_nll, notes=notes, better=best_found)
 
 
-def _crossing(grid, drop, centre, threshold, side):
+def crossing(grid, drop, centre, threshold, side):
     """Where the profile's drop reaches the threshold on one side of the optimum (signed-root interpolation)."""
     mask = grid <= centre if side < 0 else grid >= centre
     xs, ds = grid[mask], drop[mask]
