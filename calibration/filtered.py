@@ -28,10 +28,10 @@ import warnings
 import numpy as np
 
 from .errors import CalibrationWarning
-from .methods import Fit
+from .methods import Fit, de_options, initial_point
 from .problem import PENALTY
 from .state_space import StateSpaceFilter
-from .uncertainty import Intervals, correlation_from_covariance, crossing
+from .uncertainty import Intervals, correlation_from_covariance, crossing, profile_starts
 
 TAG_FILTER, TAG_IF2 = 11, 12
 #: Parameters whose intervals are profiled; the others (noise sds) are nuisance parameters.
@@ -125,20 +125,8 @@ class FilterObjective:
 def differential_evolution(obj: FilterObjective, rng: np.random.Generator, settings: dict, polish: bool) -> Fit:
     from scipy.optimize import differential_evolution as scipy_de
 
-    options = {
-        "popsize": int(settings.get("popsize", 10)),
-        "maxiter": int(settings.get("maxiter", 50)),
-        "tol": float(settings.get("tol", 0.001)),
-        "atol": float(settings.get("atol", 0.0)),
-        "mutation": tuple(settings["mutation"]) if isinstance(settings.get("mutation"), list)
-        else settings.get("mutation", (0.5, 1)),
-        "recombination": float(settings.get("recombination", 0.7)),
-        "strategy": settings.get("strategy", "best1bin"),
-        "init": settings.get("init", "latinhypercube"),
-    }
-    x0 = None
-    if all(p.initial is not None for p in obj.parameters):
-        x0 = np.array([p.to_internal(p.initial) for p in obj.parameters], dtype=float)
+    options = de_options(settings, popsize=10, maxiter=50, tol=0.001)
+    x0 = initial_point(obj.parameters)
     result = scipy_de(lambda pop: obj.nll(np.asarray(pop).T), list(zip(obj.lower, obj.upper)), vectorized=True,
                       updating="deferred", polish=False, rng=rng, x0=x0, **options)
     z, nll = np.asarray(result.x, dtype=float), float(result.fun)
@@ -250,11 +238,7 @@ def profile(obj: FilterObjective, fit: Fit, level: float, n_points: int = 7, max
         outer = np.array([obj.lower[j], obj.upper[j], 0.5 * (obj.lower[j] + fit.z[j]), 0.5 * (obj.upper[j] + fit.z[j])])
         grid = np.unique(np.clip(np.concatenate([inner, outer, [fit.z[j]]]), obj.lower[j], obj.upper[j]))
         grids.append(grid)
-        slope = cov[:, j] / cov[j, j] if np.isfinite(cov[j, j]) and cov[j, j] > 0 else np.zeros(p)
-        slope = np.where(np.isfinite(slope), slope, 0.0)
-        for value in grid:
-            z = obj.clip(fit.z + slope * (value - fit.z[j]))
-            z[j] = value
+        for z in profile_starts(obj, fit.z, cov, j, grid):
             rows.append(z)
             owner.append(j)
     prof_values = np.full((p, max((g.size for g in grids), default=1)), np.nan)

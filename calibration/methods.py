@@ -271,6 +271,28 @@ def least_squares(obj: Objective, rng: np.random.Generator, settings: dict) -> F
                start_nll=np.array(values))
 
 
+def de_options(settings: dict, *, popsize: int = 15, maxiter: int = 100, tol: float = 0.01) -> dict:
+    """scipy's differential_evolution options from a spec's [method] settings (defaults given)."""
+    mutation = settings.get("mutation", (0.5, 1))
+    return {
+        "popsize": int(settings.get("popsize", popsize)),
+        "maxiter": int(settings.get("maxiter", maxiter)),
+        "tol": float(settings.get("tol", tol)),
+        "atol": float(settings.get("atol", 0.0)),
+        "mutation": tuple(mutation) if isinstance(mutation, list) else mutation,
+        "recombination": float(settings.get("recombination", 0.7)),
+        "strategy": settings.get("strategy", "best1bin"),
+        "init": settings.get("init", "latinhypercube"),
+    }
+
+
+def initial_point(parameters) -> np.ndarray | None:
+    """The spec's starting values in optimiser coordinates, when every parameter has one."""
+    if parameters and all(p.initial is not None for p in parameters):
+        return np.array([p.to_internal(p.initial) for p in parameters], dtype=float)
+    return None
+
+
 def differential_evolution(obj: Objective, rng: np.random.Generator, settings: dict) -> Fit:
     """scipy's differential evolution, each generation one vectorised ensemble run; then polish."""
     from scipy.optimize import differential_evolution as scipy_de
@@ -283,20 +305,8 @@ def differential_evolution(obj: Objective, rng: np.random.Generator, settings: d
     def callback(intermediate_result):
         generations.append(float(intermediate_result.fun))
 
-    options = {
-        "popsize": int(settings.get("popsize", 15)),
-        "maxiter": int(settings.get("maxiter", 100)),
-        "tol": float(settings.get("tol", 0.01)),
-        "atol": float(settings.get("atol", 0.0)),
-        "mutation": tuple(settings["mutation"]) if isinstance(settings.get("mutation"), list)
-        else settings.get("mutation", (0.5, 1)),
-        "recombination": float(settings.get("recombination", 0.7)),
-        "strategy": settings.get("strategy", "best1bin"),
-        "init": settings.get("init", "latinhypercube"),
-    }
-    x0 = None
-    if all(p.initial is not None for p in obj.parameters):
-        x0 = np.array([p.to_internal(p.initial) for p in obj.parameters], dtype=float)
+    options = de_options(settings)
+    x0 = initial_point(obj.parameters)
     result = scipy_de(func, list(zip(obj.lower, obj.upper)), vectorized=True, updating="deferred", polish=False,
                       rng=rng, callback=callback, x0=x0, **options)
     z = np.asarray(result.x, dtype=float)

@@ -147,13 +147,7 @@ def profile(obj: Objective, fit: Fit, level: float, n_points: int = 13, span: fl
         grids.append(grid)
     rows, free, owner = [], [], []
     for j, grid in enumerate(grids):
-        # Start the others where the quadratic approximation puts the profile path:
-        # their conditional mean given parameter j, z_k + cov_kj / cov_jj * (value - z_j).
-        slope = cov[:, j] / cov[j, j] if np.isfinite(cov[j, j]) and cov[j, j] > 0 else np.zeros(p)
-        slope = np.where(np.isfinite(slope), slope, 0.0)
-        for value in grid:
-            z = obj.clip(fit.z + slope * (value - fit.z[j]))
-            z[j] = value
+        for z in profile_starts(obj, fit.z, cov, j, grid):
             rows.append(z)
             mask = np.ones(p, bool)
             mask[j] = False
@@ -203,6 +197,19 @@ def profile(obj: Objective, fit: Fit, level: float, n_points: int = 13, span: fl
         lower[j], upper[j] = obj.parameters[j].to_model(lo_z), obj.parameters[j].to_model(hi_z)
     return Intervals(lower, upper, "profile", level, identified, correlation=correlation_from_covariance(cov),
                      profile_values=prof_values, profile_nll=prof_nll, notes=notes, better=best_found)
+
+
+def profile_starts(obj, z0: np.ndarray, cov: np.ndarray, j: int, grid: np.ndarray) -> list[np.ndarray]:
+    """Starting points along parameter j's profile grid: the others where the quadratic
+    approximation puts the profile path, their conditional mean z_k + cov_kj / cov_jj (value - z_j)."""
+    slope = cov[:, j] / cov[j, j] if np.isfinite(cov[j, j]) and cov[j, j] > 0 else np.zeros(z0.size)
+    slope = np.where(np.isfinite(slope), slope, 0.0)
+    out = []
+    for value in grid:
+        z = obj.clip(z0 + slope * (value - z0[j]))
+        z[j] = value
+        out.append(z)
+    return out
 
 
 def crossing(grid, drop, centre, threshold, side):

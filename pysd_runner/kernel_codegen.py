@@ -381,6 +381,15 @@ def _pulse(t, dt, start, repeat_time, width, magnitude, end):
 #: Scalar helpers every generated numba module defines.
 HELPERS = _HELPERS
 
+#: Generated lines that set the constants following a time series (a policy) at time ``t``.
+SERIES_LINES = [
+    "if has_series:",
+    "    for i in range(nc):",
+    "        if SIDX[i] >= 0:",
+    "            j = SIDX[i]",
+    "            C[i] = np.interp(t, SX[j, :SL[j]], SY[j, :SL[j]])",
+]
+
 
 def _order(parsed: _Parsed, deps: dict[str, set[str]]) -> list[str]:
     """Auxiliaries in dependency order (an algebraic loop is reported by element)."""
@@ -624,13 +633,7 @@ def generate(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()):
         "for m in range(n):",
     ]
     member: list[str] = ["for i in range(nc):", "    C[i] = P[m, i]", "t = times[0]"]
-    series = [
-        "if has_series:",
-        "    for i in range(nc):",
-        "        if SIDX[i] >= 0:",
-        "            j = SIDX[i]",
-        "            C[i] = np.interp(t, SX[j, :SL[j]], SY[j, :SL[j]])",
-    ]
+    series = SERIES_LINES
     loads = [f"c_{name} = C[{i}]" for i, name in enumerate(constants)]
     member.extend(series)
     member.extend(loads)

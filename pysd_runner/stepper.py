@@ -40,7 +40,7 @@ import numpy as np
 from .compiler import CompiledModel
 from .files import atomic_output, atomic_write
 from .kernel import clock_grid, constant_inputs
-from .kernel_codegen import HELPERS, KERNEL_VERSION, RPREC, SMALL_VENSIM, KernelUnsupported, plan, state_var
+from .kernel_codegen import HELPERS, KERNEL_VERSION, RPREC, SERIES_LINES, SMALL_VENSIM, KernelUnsupported, plan, state_var
 
 __all__ = ["Stepper", "StateVariable", "Noise", "stepper_for", "normal_table", "run_inputs"]
 
@@ -163,13 +163,7 @@ def generate_stepper(model: CompiledModel):
         "sqdt = np.sqrt(DT)",
         "for m in range(n):",
     ]
-    series = [
-        "if has_series:",
-        "    for i in range(nc):",
-        "        if SIDX[i] >= 0:",
-        "            j = SIDX[i]",
-        "            C[i] = np.interp(t, SX[j, :SL[j]], SY[j, :SL[j]])",
-    ]
+    series = SERIES_LINES
     loads = [f"c_{name} = C[{i}]" for i, name in enumerate(p.constants)]
     member = ["for i in range(nc):", "    C[i] = P[m, i]", "t = times[k0]", *series, *loads, "redo = False"]
     member.append("if INIT:")
