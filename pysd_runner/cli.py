@@ -70,8 +70,26 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(130) from None
+        except Exception as exc:
+            # A library's clean-up can fail while Ctrl-C unwinds it (numba, stopped mid-way
+            # through compiling, has no object to free): that is still an interruption.
+            if not _during_interrupt(exc):
+                raise
+            click.echo("Interrupted.", err=True)
+            raise click.exceptions.Exit(130) from None
         finally:
             warnings.showwarning = previous
+
+
+def _during_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a KeyboardInterrupt was being handled."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
 
 
 def _os_error_text(exc: OSError) -> str:

@@ -98,20 +98,14 @@ class Kernel:
             self.function(P[part], sidx, SX, SY, SL, times, record, *args, KOUT[part], out[part], codes[part])
             return part.stop - part.start
 
-        done = 0
         if threads == 1 or len(slices) == 1:
+            done = 0
             for part in slices:
                 done += work(part)
                 if on_fraction is not None:
                     on_fraction(done / n)
         else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(threads) as pool:
-                for count in pool.map(work, slices):
-                    done += count
-                    if on_fraction is not None:
-                        on_fraction(done / n)
+            run_slices(work, slices, threads, None if on_fraction is None else lambda done: on_fraction(done / n))
         if (codes == 2).any():
             delays = [st.owner for st in self.delays]
             raise KernelUnsupported(
@@ -131,6 +125,50 @@ class Kernel:
             if name not in recordable:
                 return f"'{self.model.elements[name].name}' cannot be recorded by the kernel"
         return None
+
+
+def run_slices(work, slices: list, threads: int, on_done=None) -> None:
+    """Run ``work(part)`` (which returns a member count) for every slice on ``threads`` threads.
+
+    The threads take slices one at a time and stop taking them once the caller is
+    interrupted, so Ctrl-C returns after the slices already running (about a tenth of a
+    second), not after every queued slice as a thread pool's exit would, and a second
+    Ctrl-C cannot strand a queue. They are daemon threads: an interrupted command exits
+    without waiting for them. ``on_done`` is told the number of members done so far.
+    """
+    import queue
+    import threading
+
+    stop = threading.Event()
+    take = threading.Lock()
+    pending = iter(slices)
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+
+    def worker() -> None:
+        try:
+            while not stop.is_set():
+                with take:
+                    part = next(pending, None)
+                if part is None:
+                    return
+                finished.put(work(part))
+        except BaseException as exc:  # handed to the caller, who raises it
+            stop.set()
+            finished.put(exc)
+
+    try:
+        for _ in range(threads):
+            threading.Thread(target=worker, name="crisis-kernel", daemon=True).start()
+        done = 0
+        for _ in slices:
+            item = finished.get()
+            if isinstance(item, BaseException):
+                raise item
+            done += item
+            if on_done is not None:
+                on_done(done)
+    finally:
+        stop.set()
 
 
 def constant_inputs(constants: list[str], defaults: np.ndarray, values: dict[str, np.ndarray], n: int,
