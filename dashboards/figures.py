@@ -751,31 +751,92 @@ def sensitivity_bars(ds: xr.Dataset) -> go.Figure:
 
 # --------------------------------------------------------------------------- loops
 
-def loop_dominance(ds: xr.Dataset) -> go.Figure:
-    """Relative loop scores over time ("Loops That Matter"), one line per feedback loop.
+#: Loops drawn with their relative scores under the dominance timeline (a legend stays short).
+LOOP_LINES = 6
 
-    The Dataset has dims ``time`` and ``loop``, the variable ``relative_score(loop, time)``
-    and optionally coordinates ``name(loop)`` (e.g. "R1 Accumulation") and
-    ``polarity(loop)`` ("R" reinforcing, drawn solid; "B" balancing, drawn dotted).
+
+def _flag_spans(flags: np.ndarray, time: np.ndarray, step: float) -> list[tuple[float, float]]:
+    """(start, end) of each run of True flags, each save time covering ``step`` after it."""
+    spans, start = [], None
+    for k, flag in enumerate(np.append(flags, False)):
+        if flag and start is None:
+            start = k
+        elif not flag and start is not None:
+            spans.append((float(time[start]), float(time[k - 1]) + step))
+            start = None
+    return spans
+
+
+def loop_dominance(ds: xr.Dataset) -> go.Figure:
+    """Which loop dominates when: a timeline of the strongest loop, and the named loops' scores.
+
+    Top: one row per named loop (and one for all other loops together), with a bar where that
+    loop is the strongest (the largest |relative score|, one loop at a time, so the rows
+    share out the time). Bottom: the relative scores of the named loops that explain most of
+    the change (at most ``LOOP_LINES``, so the legend stays short); reinforcing loops solid,
+    balancing dotted. The scenario's declared events (reform, shock, crisis window) are
+    shaded on both. A Dataset from :func:`pysd_runner.analysis.loops.loop_dominance`; without
+    ``strongest`` (an older file) the timeline is computed from ``relative_score``.
     """
+    from plotly.subplots import make_subplots
+
     _require_dims(ds, ["time", "loop"], "loop dominance")
     _require(ds, ["relative_score"], "loop dominance")
-    score = ds["relative_score"].transpose("loop", "time")
-    names = ds["name"].values if "name" in ds.coords else ds["loop"].values
-    polarities = ds["polarity"].values if "polarity" in ds.coords else [""] * ds.sizes["loop"]
-    fig = go.Figure()
-    time = ds["time"].values
-    for index, (loop, name, polarity) in enumerate(zip(ds["loop"].values, names, polarities)):
-        polarity = str(polarity)
-        label = f"{name} ({polarity})" if polarity else str(name)
+    time = np.asarray(ds["time"].values, dtype=float)
+    step = float(np.median(np.diff(time))) if time.size > 1 else 1.0
+    ids = [str(v) for v in ds["loop"].values]
+    names = [str(v) for v in (ds["name"].values if "name" in ds.coords else ds["loop"].values)]
+    named = (np.asarray(ds["named"].values, dtype=bool) if "named" in ds.coords
+             else np.ones(len(ids), dtype=bool))
+    polarities = [str(v) for v in (ds["polarity"].values if "polarity" in ds.coords else [""] * len(ids))]
+    score = np.asarray(ds["relative_score"].transpose("time", "loop").values, dtype=float)
+    if "strongest" in ds:
+        strongest = np.asarray([str(v) for v in ds["strongest"].values], dtype=object)
+    else:
+        magnitude = np.abs(score)
+        defined = ~np.isnan(magnitude).all(axis=1)
+        strongest = np.full(time.size, "", dtype=object)
+        strongest[defined] = np.asarray(ids, dtype=object)[np.nanargmax(np.where(defined[:, None], magnitude, 0), axis=1)[defined]]
+    named_ids = [i for i, f in zip(ids, named) if f]
+    rows = [(i, names[ids.index(i)]) for i in named_ids]
+    others = np.asarray([bool(v) and v not in set(named_ids) for v in strongest])
+    if others.any() or not rows:
+        rows.append(("", f"other loops ({len({v for v in strongest[others]})} distinct)"))
+    defined_count = max(1, int(sum(1 for v in strongest if v)))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.55, 0.45], vertical_spacing=0.08,
+                        subplot_titles=("Strongest loop at each time (one at a time: the rows share out the time)",
+                                        "Relative loop scores of the named loops"))
+    labels = []
+    for index, (ident, label) in enumerate(rows):
+        flags = others if ident == "" else np.asarray([v == ident for v in strongest])
+        share = flags.sum() / defined_count
+        text = f"{label} ({share:.0%})"
+        labels.append(text)
+        spans = _flag_spans(flags, time, step)
+        colour = "#999999" if ident == "" else PALETTE[index % len(PALETTE)]
+        fig.add_trace(go.Bar(
+            y=[_esc(text)] * len(spans), x=[b - a for a, b in spans], base=[a for a, _ in spans], orientation="h",
+            marker={"color": colour}, showlegend=False, name=_esc(label),
+            hovertemplate=_esc(label) + ": strongest from %{base} for %{x}<extra></extra>",
+            meta={"loop": ident or "other"},
+        ), row=1, col=1)
+    fig.update_yaxes(categoryorder="array", categoryarray=[_esc(t) for t in labels][::-1], row=1, col=1)
+    strength = np.nanmean(np.abs(score), axis=0) if score.size else np.zeros(len(ids))
+    drawn = sorted((j for j in range(len(ids)) if named[j] and np.isfinite(strength[j])), key=lambda j: -strength[j])
+    for j in drawn[:LOOP_LINES]:
+        colour = PALETTE[[i for i, _ in rows].index(ids[j]) % len(PALETTE)] if ids[j] in named_ids else "#444"
         fig.add_trace(go.Scatter(
-            x=time, y=np.asarray(score.sel(loop=loop).values, dtype=float), mode="lines", name=_esc(label),
-            line={"color": PALETTE[index % len(PALETTE)], "dash": "dot" if polarity.upper().startswith("B") else "solid"},
-            meta={"loop": str(loop), "polarity": polarity},
-        ))
-    fig.update_layout(title="Loop dominance", xaxis_title=_time_title(ds),
-                      yaxis_title=axis_title(ds["relative_score"], "relative loop score"),
-                      template="plotly_white", height=420)
+            x=time, y=score[:, j], mode="lines", name=_esc(f"{names[j]} ({polarities[j]})" if polarities[j] else names[j]),
+            line={"color": colour, "dash": "dot" if polarities[j].upper().startswith("B") else "solid", "width": 1.5},
+            meta={"loop": ids[j], "polarity": polarities[j]},
+        ), row=2, col=1)
+    events = scenario_events(ds)
+    mark_events(fig, events, row=1, col=1)
+    mark_events(fig, events, row=2, col=1, label=False)
+    fig.update_layout(title=_model_title(ds, "Loop dominance"), barmode="overlay", template="plotly_white",
+                      height=max(480, 260 + 26 * len(rows)), legend={"orientation": "h", "y": -0.12})
+    fig.update_xaxes(title_text=_time_title(ds), row=2, col=1)
+    fig.update_yaxes(title_text="relative loop score", range=[-1.05, 1.05], row=2, col=1)
     return fig
 
 

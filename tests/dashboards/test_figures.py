@@ -208,9 +208,31 @@ def test_sensitivity_bars_morris():
 
 def test_loop_dominance_names_and_polarity(loops):
     fig = figures.loop_dominance(loops)
-    assert [t.name for t in fig.data] == ["B1 Profit squeeze (B)", "R1 Accumulation (R)"]
-    assert [t.line.dash for t in fig.data] == ["dot", "solid"]
-    assert fig.layout.yaxis.title.text == "relative loop score (Dmnl)"
+    lines = [t for t in fig.data if t.type == "scatter"]
+    assert sorted((t.name, t.line.dash) for t in lines) == [("B1 Profit squeeze (B)", "dot"), ("R1 Accumulation (R)", "solid")]
+    bars = [t for t in fig.data if t.type == "bar"]
+    # One timeline row per named loop; the rows share out the time: one loop at a time.
+    assert [t.meta["loop"] for t in bars] == ["B1", "R1"]
+    step = float(np.diff(loops["time"].values)[0])
+    total = sum(float(np.sum(t.x)) for t in bars)
+    assert abs(total - step * loops.sizes["time"]) < 1e-9
+    assert fig.layout.yaxis2.title.text == "relative loop score"
+
+
+def test_loop_dominance_timeline_of_a_real_run_with_its_events(goodwin):
+    from pysd_runner.analysis.loops import loop_dominance, strongest_shares
+
+    ds = loop_dominance(goodwin, final_time=16, saveper=0.05)
+    ds.attrs["scenario_events"] = '[{"name": "shock", "start": 5, "end": 7, "label": "shock"}]'
+    fig = figures.loop_dominance(ds)
+    bars = [t for t in fig.data if t.type == "bar"]
+    shares = {ident: part for ident, _, part in strongest_shares(ds)}
+    for bar in bars:  # each row's label carries its share of the time, and its bars add up to it
+        ident = bar.meta["loop"]
+        assert f"({shares[ident]:.0%})" in bar.y[0]
+        assert abs(sum(bar.x) / (0.05 * int((ds["strongest"] != "").sum())) - shares[ident]) < 1e-9
+    assert sum(1 for t in fig.data if t.showlegend is not False) <= 8
+    assert any(shape.x0 == 5 and shape.x1 == 7 for shape in fig.layout.shapes)
 
 
 def test_variable_table_filters_and_escapes():

@@ -178,20 +178,98 @@ polarity = "R"
 variables = ["employment rate", "wage share", "profit rate", "wage growth rate"]
 """)
     loops = find_loops(model, final_time=30)
-    assert loops[0].id == "L1" and loops[0].name == "B1" and loops[0].title == "Profit squeeze"
+    assert loops[0].id == "B1" and loops[0].name == "B1" and loops[0].title == "Profit squeeze"
     assert loops[0].variables[0] == "wage_share"  # rotated to start where the named cycle starts
     assert [lp.name for lp in loops[1:]] == ["", ""]
     report = match_named_loops(model, loops)
     assert [(r["id"], r["found"], r["agrees"]) for r in report] == [("B1", True, True), ("R9", False, False)]
     ds = loop_dominance(model, final_time=12)
-    assert list(ds["name"].values) == ["B1 Profit squeeze", "L2", "L3"]
+    unnamed = [lp.id for lp in loops[1:]]
+    assert all(i.startswith("L") and len(i) == 9 for i in unnamed)
+    assert list(ds["name"].values) == ["B1 Profit squeeze", *unnamed]
     assert list(ds["named"].values) == [True, False, False]
     named = json.loads(ds.attrs["named_loops"])
     assert [(r["id"], r["loop"], r["polarity"], r["agrees"]) for r in named] == [
-        ("B1", "L1", "B", True), ("R9", "", "", False)]
+        ("B1", "B1", "B", True), ("R9", "", "", False)]
     result = invoke("loops", model.source, "--max-length", "20")
-    assert "L1    B1 Profit squeeze B    11  wage share -> profit share" in result.output
+    assert f"  B1{' ' * 8}B    11  Profit squeeze: wage share -> profit share" in result.output
     assert "named loop R9 not found: employment rate -> wage share -> profit rate -> wage growth rate" in result.output
+
+
+def test_loop_ids_come_from_the_path_and_survive_knockouts_and_other_runs(tmp_path):
+    from pysd_runner.analysis.loops.named import path_id
+
+    model = _goodwin_copy(tmp_path, "")  # no names: every id comes from the loop's path
+    loops = find_loops(model, numeric=False)
+    ids = {lp.describe(): lp.id for lp in loops}
+    assert len(set(ids.values())) == 3
+    for lp in loops:
+        # Rotating the cycle does not change the id.
+        rotated = lp.variables[1:] + lp.variables[:1]
+        assert path_id(rotated) == path_id(lp.variables) == lp.id
+    # Cutting the profit squeeze leaves the other two loops with the ids they had.
+    squeeze = next(lp for lp in loops if lp.length == 11)
+    cut = find_loops(model, numeric=False, knockout=[("employment rate", "wage growth rate")])
+    assert {lp.describe(): lp.id for lp in cut} == {k: v for k, v in ids.items() if v != squeeze.id}
+    # Another run (other parameters, shorter) gives the same ids.
+    again = find_loops(model, {"phillips slope": 1.4}, final_time=5)
+    assert {lp.describe(): lp.id for lp in again} == ids
+
+
+def test_a_loops_file_leaves_loops_out_of_dominance_with_a_reason(tmp_path):
+    model = _goodwin_copy(tmp_path, """
+[B1]
+name = "Profit squeeze"
+variables = ["wage share", "profit share", "accumulation rate", "employment rate", "wage growth rate"]
+
+[exclude.employment_self_link]
+variables = ["employment rate", "change in employment rate"]
+reason = "the stock times its own growth rate, not a feedback of the argument"
+
+[exclude.not_a_loop]
+variables = ["employment rate", "wage share"]
+reason = "no such loop"
+""")
+    listed = find_loops(model, numeric=False)
+    assert [lp.excluded != "" for lp in listed].count(True) == 1
+    ds = loop_dominance(model, final_time=12)
+    assert ds.sizes["loop"] == 2 and "employment rate -> change in employment rate" not in list(ds["variables"].values)
+    # The remaining loops share the whole change among themselves.
+    np.testing.assert_allclose(np.abs(ds["relative_score"].isel(time=slice(2, None))).sum("loop"), 1.0, atol=1e-9)
+    report = json.loads(ds.attrs["excluded_loops"])
+    assert [(r["key"], bool(r["loop"])) for r in report] == [("employment_self_link", True), ("not_a_loop", False)]
+    result = invoke("loops", model.source)
+    assert "2 feedback loop(s) in goodwin; 1 more left out by loops.toml" in result.output
+    assert "left out: L" in result.output and "not a feedback of the argument" in result.output
+    assert "loops.toml leaves out not_a_loop (employment rate -> wage share), but no such loop was found" in result.output
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[exclude.x]\nvariables = ["wage share", "change in wage share"]\n', "needs a 'reason'"),
+    ('[exclude.x]\nreason = "why"\n', "needs 'variables'"),
+    ('[exclude.x]\nvariables = ["wage share"]\nreason = "why"\nwhy = 1\n', r"unknown key\(s\) \['why'\]"),
+    ('[exclude.x]\nvariables = ["wage shares"]\nreason = "why"\n', "excluded loop 'x'.*Did you mean 'wage share'"),
+    ('exclude = 3\n', "'exclude' must be a table of tables"),
+])
+def test_loops_file_exclusion_errors_name_the_problem(tmp_path, table, message):
+    model = _goodwin_copy(tmp_path, table)
+    with pytest.raises(LoopsFileError, match=message):
+        find_loops(model, numeric=False)
+
+
+def test_strongest_loop_shares_add_up_to_one(goodwin):
+    from pysd_runner.analysis.loops import strongest_shares
+
+    ds = loop_dominance(goodwin, final_time=16, saveper=0.05)
+    shares = strongest_shares(ds)
+    assert abs(sum(part for _, _, part in shares) - 1) < 1e-12
+    assert [ident for ident, _, _ in shares] == ["B1", "S2", "S1"]
+    # The strongest loop is the one with the largest |relative score| at each defined time.
+    rel = np.abs(ds["relative_score"].values)
+    defined = ~np.isnan(rel).all(axis=1)
+    expected = ds["loop"].values[np.nanargmax(rel[defined], axis=1)]
+    assert list(ds["strongest"].values[defined]) == list(expected)
+    assert set(ds["strongest"].values[~defined]) <= {""}
 
 
 def test_cutting_link_prefers_a_link_on_no_other_loop(goodwin):
@@ -222,9 +300,9 @@ def test_goodwin_dominance_dataset_round_trips_and_is_deterministic(goodwin, tmp
     assert set(ds.dims) == {"time", "loop", "link"} and ds.sizes["time"] == 51 and ds.sizes["loop"] == 3
     for coord in ("name", "named", "polarity", "variables", "length", "partition"):
         assert ds[coord].dims == ("loop",)
-    # models/goodwin/loops.toml names the profit squeeze; the two growth-rate loops stay unnamed.
-    assert list(ds["name"].values) == ["B1 Profit squeeze", "L2", "L3"]
-    assert list(ds["named"].values) == [True, False, False]
+    # models/goodwin/loops.toml names the profit squeeze and the stocks' two self-links.
+    assert list(ds["name"].values) == ["B1 Profit squeeze", "S1 Employment self-link", "S2 Wage-share self-link"]
+    assert list(ds["named"].values) == [True, True, True]
     assert ds["dominant"].dtype == bool
     rel = ds["relative_score"].isel(time=slice(1, None))
     assert float(np.abs(rel).max()) <= 1 + 1e-12
@@ -358,10 +436,20 @@ def test_cli_lists_loops_and_dominance_periods(tmp_path):
     assert result.exit_code == 0, result.output
     text = result.output
     assert "3 feedback loop(s) in goodwin" in text and "id" in text and "pol" in text
-    assert "L1    B1 Profit squeeze B    11  employment rate -> wage growth rate" in text
-    assert "periods in which each loop dominates" in text and "% of the time:" in text
+    assert "  B1 B    11  Profit squeeze: employment rate -> wage growth rate" in text
+    assert "Strongest loop at each time" in text and "In the dominant set" in text and "% of the time:" in text
     assert f"Wrote {out}" in text
     assert load_result(out).sizes["loop"] == 3
+
+
+def test_cli_output_fits_one_screen_unless_all_is_asked(tmp_path):
+    # A model with many loops: the default listing is short, --all lists every loop.
+    args = ["loops", GOODWIN, "--dominance", "--final-time", "60"]
+    short, full = invoke(*args), invoke(*args, "--all")
+    assert short.exit_code == 0 and full.exit_code == 0
+    assert len(short.output.splitlines()) <= 40
+    assert "--all lists them" in short.output and "--all lists them" not in full.output
+    assert max(len(line) for line in short.output.splitlines()) <= 160
 
 
 def test_cli_errors_and_help():
@@ -399,7 +487,7 @@ def test_reformism_every_named_loop_is_found_with_its_stated_polarity(reformism_
 
     result, _, out = reformism_cli
     assert result.exit_code == 0, result.output
-    named = tomllib.loads((REFORMISM.parent / "loops.toml").read_text())
+    named = {k: v for k, v in tomllib.loads((REFORMISM.parent / "loops.toml").read_text()).items() if k != "exclude"}
     assert named, "models/reformism/loops.toml names no loops"
     report = {r["id"]: r for r in json.loads(load_result(out).attrs["named_loops"])}
     assert set(report) == set(named)
@@ -419,7 +507,7 @@ def test_reformism_named_loops_have_the_stated_negative_links(reformism_cli):
     ds = load_result(out)
     model = compile_model(REFORMISM)
     polarity = dict(zip(ds["link"].values.tolist(), ds["link_polarity"].values.tolist()))
-    named = tomllib.loads((REFORMISM.parent / "loops.toml").read_text())
+    named = {k: v for k, v in tomllib.loads((REFORMISM.parent / "loops.toml").read_text()).items() if k != "exclude"}
     by_name = {str(n).split(" ")[0]: str(v) for n, v, f in
                zip(ds["name"].values, ds["variables"].values, ds["named"].values) if f}
     for ident, entry in named.items():
@@ -437,7 +525,7 @@ def test_reformism_dominance_from_the_command_line(reformism_cli):
     # Its speed (< 30 s) is measured by `python -m tests.benchmarks.loops`.
     result, _, out = reformism_cli
     assert result.exit_code == 0, result.output
-    assert "periods in which each loop dominates" in result.output
+    assert "Strongest loop at each time" in result.output and "left out: " in result.output
     assert load_result(out).attrs["engine"] == "compiled"
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 
 #: Default cap on the number of loops enumerated before giving up with a clear message.
-#: reformism has 102,931 (most of them 30-55 variables long), and its dominance analysis
+#: reformism has 163,540 (most of them 30-55 variables long), and its dominance analysis
 #: takes about a minute and 4 GB; memory grows with the loops. Keep commands_loops'
 #: --max-loops help in step.
 DEFAULT_MAX_LOOPS = 250_000
@@ -52,6 +52,8 @@ class Loop:
     name: str = ""
     title: str = ""
     partition: int = 0
+    #: Why the model's loops.toml leaves this loop out of the dominance analysis ("" if not).
+    excluded: str = ""
 
     @property
     def length(self) -> int:

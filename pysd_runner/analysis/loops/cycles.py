@@ -14,7 +14,7 @@ from ...knockouts import normalise_knockouts
 from .common import AMBIGUOUS, BALANCING, DEFAULT_MAX_LOOPS, Loop, NEGATIVE, REINFORCING, nx_module
 from .trajectories import Trajectories
 from .graph import settle_from_run, structural_graph
-from .named import assign_names, match_report, named_entries
+from .named import assign_names, excluded_entries, match_report, named_entries
 
 
 def cutting_link(loop: Loop, loops: Sequence[Loop]) -> tuple[str, str]:
@@ -82,7 +82,9 @@ def find_loops(
 
     Loops are found with Johnson's algorithm (``networkx.simple_cycles``). Named loops (from
     the model's ``loops.toml``) come first in the order of the file, then the others by
-    length and variable names; ids are ``L1``, ``L2``, ...
+    length and variable names; a named loop's id is its loops.toml key (``B1``), any other
+    loop's is derived from its path (:func:`~pysd_runner.analysis.loops.named.path_id`), so
+    it is the same under knock-outs and in every run.
 
     Parameters
     ----------
@@ -152,7 +154,7 @@ def analyse(model, params, *, scenario, max_length, max_loops, names, numeric, k
             polarity=_loop_polarity(links), partition=component_of[cycle[0]],
         ))
     named = named_entries(model, names)
-    loops = assign_names(loops, named)
+    loops = assign_names(loops, named, excluded_entries(model, names))
     return loops, graph, trajectories
 
 

@@ -18,7 +18,7 @@ from ...knockouts import no_link_message
 from .common import AMBIGUOUS, DEFAULT_MAX_LOOPS, DOMINANCE_SHARE, Loop
 from .trajectories import Trajectories
 from .graph import settle_from_run, structural_graph
-from .named import match_report, named_entries
+from .named import exclusion_report, excluded_entries, match_report, named_entries
 from .cycles import analyse
 
 
@@ -225,6 +225,10 @@ def loop_dominance(
     loops, graph, _ = analyse(model, params, scenario=scenario, max_length=max_length, max_loops=max_loops,
                                names=names, numeric=True, knockout=knockout, final_time=final_time,
                                time_step=time_step, seed=seed, trajectories=trajectories)
+    # Loops the model leaves out (exogenous growth, say) are not scored: relative scores
+    # share the change among the remaining loops only.
+    left_out = [loop for loop in loops if loop.excluded]
+    loops = [loop for loop in loops if not loop.excluded]
     index = _save_indices(trajectories.times, trajectories.settings)
     edges = sorted({e for loop in loops for e in loop.edges})
     scores, approximated = {}, []
@@ -242,6 +246,15 @@ def loop_dominance(
         rel = _relative(loop_score[:, members])
         relative[:, members] = rel
         dominant[:, members] = _dominant(rel)
+    main = _main_partition(loops)
+    in_main = np.asarray([loop.partition == main for loop in loops], dtype=bool)
+    strongest = np.full(n_time, "", dtype=object)
+    if in_main.any():
+        magnitude = np.abs(np.where(in_main[None, :], relative, np.nan))
+        defined = ~np.isnan(magnitude).all(axis=1) & (np.nan_to_num(magnitude) > 0).any(axis=1)
+        best = np.argmax(np.nan_to_num(magnitude, nan=-1.0), axis=1)
+        ids_array = np.asarray([loop.id for loop in loops], dtype=object)
+        strongest[defined] = ids_array[best[defined]]
     links_ds = _dataset_links(model, trajectories, graph, edges,
                               np.stack([scores[e] for e in edges], axis=1) if edges else np.empty((n_time, 0)),
                               index, approximated)
@@ -263,6 +276,12 @@ def loop_dominance(
                            f"that together explain at least {DOMINANCE_SHARE:.0%} of the change",
             }),
             "link_score": links_ds["link_score"],
+            "strongest": ("time", strongest.astype(str), {
+                "long_name": "Strongest loop",
+                "comment": "Id of the loop with the largest |relative score| in the main partition (the one "
+                           "with the most loops) at each time; '' before the scores are defined. One loop per "
+                           "time, so shares of time add up to 100%",
+            }),
         },
         coords={
             "time": links_ds["time"],
@@ -289,7 +308,46 @@ def loop_dominance(
     ds.attrs["max_length"] = max_length if max_length is not None else "none"
     ds.attrs["n_loops"] = n_loop
     ds.attrs["named_loops"] = json.dumps(match_report(named_entries(model, names), loops))
+    ds.attrs["excluded_loops"] = json.dumps(exclusion_report(excluded_entries(model, names), left_out))
+    ds.attrs["main_partition"] = int(main) if main is not None else -1
     return ds
+
+
+def _main_partition(loops: Sequence[Loop]) -> int | None:
+    """The partition with the most loops (ties: the one holding more named loops, then the lowest)."""
+    if not loops:
+        return None
+    counts: dict[int, list[int]] = {}
+    for loop in loops:
+        count = counts.setdefault(loop.partition, [0, 0])
+        count[0] += 1
+        count[1] += bool(loop.name)
+    return min(counts, key=lambda p: (-counts[p][0], -counts[p][1], p))
+
+
+def strongest_shares(dataset) -> list[tuple[str, str, float]]:
+    """Share of the time each loop is the strongest: ``(id, label, share)``, adding up to 1.
+
+    Named loops are listed one by one; unnamed loops together as ``("other", "other loops
+    (N distinct)", share)``; times before the scores are defined are left out of the total.
+    Ordered by share, largest first.
+    """
+    ids = [str(v) for v in dataset["strongest"].values]
+    defined = [i for i in ids if i]
+    if not defined:
+        return []
+    named = {str(i): str(n) for i, n, f in zip(dataset["loop"].values, dataset["name"].values,
+                                                  dataset["named"].values) if f}
+    counts: dict[str, int] = {}
+    others: set[str] = set()
+    for ident in defined:
+        key = ident if ident in named else "other"
+        if key == "other":
+            others.add(ident)
+        counts[key] = counts.get(key, 0) + 1
+    rows = [(key, named.get(key, f"other loops ({len(others)} distinct)"), count / len(defined))
+            for key, count in counts.items()]
+    return sorted(rows, key=lambda row: (-row[2], row[0] == "other", row[0]))
 
 
 def _loop_products(loops: Sequence[Loop], edges: list[tuple[str, str]], scores: Mapping, n_time: int) -> np.ndarray:
