@@ -73,6 +73,9 @@ DERIVED_PREFIXES = ("change_in_", "indicated_", "perceived_", "desired_", "barga
 _STACK_DIMS = ("scenario",)
 PALETTE = qualitative.Plotly
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+#: How each dash style is drawn in a panel's key.
+DASH_SYMBOLS = {"solid": "━━", "dash": "╍╍", "dot": "┈┈", "dashdot": "━┈",
+                "longdash": "━ ━", "longdashdot": "━ ┈"}
 MAX_PANELS = 4
 MAX_PER_PANEL = 6
 #: Ratio of typical sizes above which variables of the same units go in separate panels.
@@ -337,16 +340,32 @@ def trajectories(
                 da = part[name]
                 label = _esc(long_name(da, name))
                 color = PALETTE[(s_index if several else v_index) % len(PALETTE)]
+                values = _time_series(da, "trajectories")
                 fig.add_trace(
                     go.Scatter(
-                        x=time, y=_time_series(da, "trajectories"), mode="lines",
-                        name=f"{_esc(scenario)} · {label}" if several else label,
+                        x=time, y=values, mode="lines",
+                        name=_esc(scenario) if several else label,
+                        # The legend names the scenarios only (colour means scenario); each
+                        # variable is named on its own line, so no legend grows with the panels.
                         legendgroup=_esc(scenario) if several else name,
+                        showlegend=several and index == 0 and v_index == 0,
+                        hovertemplate=f"{_esc(scenario) + ' · ' if several else ''}{label}: %{{y:.4g}}<extra></extra>",
                         line={"color": color, "dash": DASHES[v_index % len(DASHES)] if several else "solid"},
                         meta={"scenario": scenario, "variable": name, "panel": panel},
                     ),
                     row=row, col=col,
                 )
+        # The panel's key under its title: each variable's line style (several scenarios) or
+        # colour (one scenario), so no legend grows with the panels.
+        keys = []
+        for v_index, name in enumerate(names):
+            label = _esc(long_name(ds[name], name))
+            if several:
+                keys.append(label if len(names) == 1 else f"{DASH_SYMBOLS[DASHES[v_index % len(DASHES)]]} {label}")
+            else:
+                keys.append(f'<span style="color:{PALETTE[v_index % len(PALETTE)]}">━ {label}</span>')
+        fig.layout.annotations[index].text = (f"{_esc(panel)}<br><span style=\"font-size:11px\">"
+                                              f"{' · '.join(keys)}</span>")
         unit_set = {units(ds[n]) for n in names}
         if len(unit_set) == 1 and (unit := unit_set.pop()):
             fig.update_yaxes(title_text=_esc(unit), row=row, col=col)

@@ -92,12 +92,17 @@ def test_trajectories_one_trace_per_scenario_and_variable_with_labels_from_attrs
     assert len(fig.data) == 3 * 3
     metas = {(t.meta["scenario"], t.meta["variable"]) for t in fig.data}
     assert ("strong_unions", "employment_rate") in metas
-    assert [a.text for a in fig.layout.annotations][:2] == ["Shares", "Employment"]
+    assert [a.text.split("<br>")[0] for a in fig.layout.annotations][:2] == ["Shares", "Employment"]
     assert fig.layout.yaxis.title.text == "Dmnl"
     assert fig.layout.title.text == "Crisis trajectories: goodwin"
     trace = next(t for t in fig.data if t.meta == {"scenario": "small_orbit", "variable": "wage_share", "panel": "Shares"})
     np.testing.assert_array_equal(trace.y, runs["wage_share"].sel(scenario="small_orbit").values)
-    assert trace.name == "small_orbit · wage share"
+    # The legend names the scenarios (one entry each); each variable is named on its line.
+    assert trace.name == "small_orbit" and "small_orbit · wage share" in trace.hovertemplate
+    shown = [t.name for t in fig.data if t.showlegend]
+    assert sorted(shown) == sorted(set(runs["scenario"].values.tolist()))
+    titles = [a.text for a in fig.layout.annotations]
+    assert "━━ wage share" in titles[0] and "╍╍ profit share" in titles[0] and titles[1].endswith(">employment rate</span>")
 
 
 def test_trajectories_mark_the_scenarios_events(runs):

@@ -63,6 +63,39 @@ def _model_block(text):
     return text.split('<script type="application/json" id="crisis-model">', 1)[1].split("</script>", 1)[0]
 
 
+def _legend_entries(figure: dict) -> int:
+    """Legend entries a figure shows: visible-in-legend traces, one per legend group."""
+    layout = figure.get("layout", {})
+    if layout.get("showlegend") is False:
+        return 0
+    groups, count = set(), 0
+    traces = [t for t in figure.get("data", []) if t.get("showlegend", True) is not False]
+    if len(figure.get("data", [])) == 1 and "showlegend" not in layout:
+        return 0  # plotly shows no legend for a single trace
+    for trace in traces:
+        group = trace.get("legendgroup")
+        if group is None or group not in groups:
+            count += 1
+        if group is not None:
+            groups.add(group)
+    return count
+
+
+def test_no_legend_above_eight_entries_and_no_placeholder_text(full_report):
+    text = full_report.read_text()
+    figures_found = 0
+    for key, block in _blocks(text).items():
+        if not isinstance(block, dict) or not isinstance(block.get("data"), list):
+            continue
+        figures_found += 1
+        assert _legend_entries(block) <= 8, (key, _legend_entries(block))
+        for annotation in block.get("layout", {}).get("annotations", []):
+            assert annotation.get("text") not in ("new text", None, ""), (key, annotation)
+    assert figures_found >= 4
+    ours = _without_plotly_js(text)
+    assert "new text" not in ours and "lower 95% band" not in ours
+
+
 def test_a_panel_appears_only_when_its_input_is_given(single_run):
     text = build_report(single_run)
     assert _panels(text) == ["trajectories", "phase", "variables"]
