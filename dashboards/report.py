@@ -116,6 +116,8 @@ section.panel h2{margin:.2rem 0 .4rem;font-size:1.25rem}
 .controls label{display:flex;gap:.5rem;align-items:center}
 .controls input[type=range]{width:220px}
 #grid-status{color:#b00020;min-height:1.2em}
+.downloads{font-size:.8rem;color:#4a5060;margin:.2rem 0 .4rem;text-align:right}
+.downloads button{font-size:.8rem;margin-left:.4rem;padding:.1rem .5rem;border:1px solid #c5c9d6;border-radius:4px;background:#fff;cursor:pointer}
 #table-search{width:100%;max-width:420px;padding:.4rem;font-size:1rem}
 #variables-table{border-collapse:collapse;width:100%;font-size:.9rem;margin-top:.6rem}
 #variables-table th,#variables-table td{text-align:left;vertical-align:top;padding:.35rem .5rem;border-bottom:1px solid #e3e5ee}
@@ -146,6 +148,7 @@ _SCRIPT = r"""
     var spec = readJSON(div.getAttribute("data-figure"));
     Plotly.newPlot(div, spec.data, spec.layout, config).then(function () {
       div.setAttribute("data-drawn", "true");
+      addDownloads(div);
       if (afterDraw[div.id]) { afterDraw[div.id](); }
       if (!document.body.hasAttribute("data-ready") &&
           firstView.every(function (d) { return d.hasAttribute("data-drawn"); })) {
@@ -153,6 +156,61 @@ _SCRIPT = r"""
       }
       setTimeout(drawNext, 0);
     });
+  }
+
+  // Downloads under every figure: the picture as PNG or SVG, and its data as CSV (one row
+  // per point of every trace: scenario, variable, trace name, x, y), as shown.
+  function csvCell(value) {
+    var text = value === undefined || value === null ? "" : String(value);
+    return /[",\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+  }
+  function values(array) {
+    // Typed arrays travel base64-encoded ({dtype, bdata}); plotly keeps the decoded array.
+    return array && array._inputArray ? array._inputArray : (array || []);
+  }
+  function figureCSV(div) {
+    var lines = ["scenario,variable,trace,x,y"];
+    div.data.forEach(function (trace) {
+      var y = values(trace.y);
+      if (trace.visible === false || !y.length) { return; }
+      var meta = trace.meta || {};
+      var x = values(trace.x);
+      for (var i = 0; i < y.length; i++) {
+        lines.push([meta.scenario, meta.variable, trace.name, x[i], y[i]].map(csvCell).join(","));
+      }
+    });
+    return lines.join("\n") + "\n";
+  }
+  function save(blob, name) {
+    var link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = name;
+    document.body.appendChild(link);
+    link.click();
+    setTimeout(function () { URL.revokeObjectURL(link.href); link.remove(); }, 0);
+  }
+  function addDownloads(div) {
+    if (div.nextElementSibling && div.nextElementSibling.classList.contains("downloads")) { return; }
+    var name = div.id.replace(/^plot-/, "");
+    var bar = document.createElement("div");
+    bar.className = "downloads";
+    bar.appendChild(document.createTextNode("Download: "));
+    [["png", "PNG"], ["svg", "SVG"], ["csv", "data (CSV)"]].forEach(function (kind) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.textContent = kind[1];
+      button.setAttribute("data-download", kind[0]);
+      button.addEventListener("click", function () {
+        if (kind[0] === "csv") {
+          save(new Blob([figureCSV(div)], {type: "text/csv"}), name + ".csv");
+        } else {
+          Plotly.downloadImage(div, {format: kind[0], filename: name,
+                                     width: div.clientWidth, height: div.clientHeight});
+        }
+      });
+      bar.appendChild(button);
+    });
+    div.parentNode.insertBefore(bar, div.nextSibling);
   }
 
   // Scenario selector: show or hide the traces whose meta.scenario is (un)ticked.

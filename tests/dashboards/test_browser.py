@@ -7,6 +7,7 @@ tests skip, except in CI (CI=true), where they fail: see the ``browser`` fixture
 from __future__ import annotations
 
 import time
+from pathlib import Path
 import tomllib
 
 import numpy as np
@@ -109,6 +110,33 @@ def test_report_opens_offline_shows_every_panel_and_its_sliders_move_the_data(pa
     # Itself, and the live levers' engine: a Worker made in the page from a blob: URL.
     assert [u for u in watch.requests if not u.startswith("blob:")] == [url], "the report must not request anything but itself"
     assert all(u.startswith("blob:") for u in watch.requests[1:])
+
+
+def test_report_figures_download_as_png_svg_and_csv(page, full_report, runs):
+    import csv
+    import io
+
+    page.goto(full_report.as_uri())
+    page.wait_for_selector("body[data-complete=true]", timeout=20_000)
+    drawn = page.locator("[data-figure][data-drawn]").count()
+    assert page.locator(".downloads").count() == drawn > 0
+    bar = page.locator("#panel-trajectories .downloads")
+    with page.expect_download() as info:
+        bar.locator("button[data-download=csv]").click()
+    download = info.value
+    assert download.suggested_filename == "trajectories.csv"
+    rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
+    # Every point of every trace, with its scenario and variable: the run's own numbers.
+    wage = [r for r in rows if r["scenario"] == "baseline" and r["variable"] == "wage_share"]
+    np.testing.assert_allclose([float(r["y"]) for r in wage], runs["wage_share"].sel(scenario="baseline").values,
+                               rtol=1e-12)
+    np.testing.assert_allclose([float(r["x"]) for r in wage], runs["time"].values, rtol=1e-12)
+    for kind, start in (("svg", b"<svg"), ("png", b"\x89PNG")):
+        with page.expect_download() as info:
+            bar.locator(f"button[data-download={kind}]").click()
+        download = info.value
+        assert download.suggested_filename == f"trajectories.{kind}"
+        assert Path(download.path()).read_bytes()[:4] == start[:4], kind
 
 
 def test_report_shows_html_in_model_documentation_as_text(page, tmp_path):
