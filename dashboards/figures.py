@@ -799,6 +799,8 @@ def loop_dominance(ds: xr.Dataset) -> go.Figure:
     """
     from plotly.subplots import make_subplots
 
+    if "p_strongest" in ds:
+        return loop_dominance_bands(ds)
     _require_dims(ds, ["time", "loop"], "loop dominance")
     _require(ds, ["relative_score"], "loop dominance")
     time = np.asarray(ds["time"].values, dtype=float)
@@ -856,6 +858,65 @@ def loop_dominance(ds: xr.Dataset) -> go.Figure:
                       height=max(480, 260 + 26 * len(rows)), legend={"orientation": "h", "y": -0.12})
     fig.update_xaxes(title_text=_time_title(ds), row=2, col=1)
     fig.update_yaxes(title_text="relative loop score", range=[-1.05, 1.05], row=2, col=1)
+    return fig
+
+
+def loop_dominance_bands(ds: xr.Dataset) -> go.Figure:
+    """Loop dominance under uncertainty (:func:`pysd_runner.analysis.loops.loop_dominance_ensemble`).
+
+    Top: the probability over the members that each named loop is the strongest, stacked so
+    the bands fill 1 at every time (the rest is "other loops"); at most seven named loops
+    get a band of their own, the others join "other loops". Bottom: the probability that
+    each is in the dominant set (several at once, so these do not add up). The scenario's
+    declared events are shaded.
+    """
+    from plotly.subplots import make_subplots
+
+    _require_dims(ds, ["time", "category"], "loop dominance under uncertainty")
+    _require(ds, ["p_strongest", "p_dominant"], "loop dominance under uncertainty")
+    time = np.asarray(ds["time"].values, dtype=float)
+    categories = [str(c) for c in ds["category"].values]
+    names = [str(n) for n in ds["category_name"].values] if "category_name" in ds.coords else categories
+    p = np.asarray(ds["p_strongest"].transpose("time", "category").values, dtype=float)
+    named = [k for k, c in enumerate(categories) if c != "other"]
+    ranked = sorted(named, key=lambda k: -np.nanmean(p[:, k]) if np.isfinite(p[:, k]).any() else 0)
+    kept = [k for k in ranked[:7] if np.nanmax(np.nan_to_num(p[:, k])) > 0]
+    rest = [k for k in range(len(categories)) if k not in kept]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.6, 0.4], vertical_spacing=0.08,
+                        subplot_titles=(f"Probability of being the strongest loop ({int(ds.attrs.get('members', ds.sizes.get('member', 0)))} members)",
+                                        "Probability of being in the dominant set"))
+    for rank, k in enumerate(kept):
+        fig.add_trace(go.Scatter(
+            x=time, y=p[:, k], mode="lines", stackgroup="strongest", name=_esc(names[k]), legendgroup=categories[k],
+            line={"width": 0.5, "color": PALETTE[rank % len(PALETTE)]}, meta={"loop": categories[k]},
+            hovertemplate=_esc(names[k]) + ": %{y:.0%}<extra></extra>",
+        ), row=1, col=1)
+    other = np.nansum(p[:, rest], axis=1) if rest else np.zeros(time.size)
+    other[np.isnan(p).all(axis=1)] = np.nan
+    fig.add_trace(go.Scatter(
+        x=time, y=other, mode="lines", stackgroup="strongest", name="other loops", legendgroup="other",
+        line={"width": 0.5, "color": "#bbbbbb"}, meta={"loop": "other"},
+        hovertemplate="other loops: %{y:.0%}<extra></extra>",
+    ), row=1, col=1)
+    dominant = np.asarray(ds["p_dominant"].transpose("time", "loop").values, dtype=float)
+    loops = [str(v) for v in ds["loop"].values]
+    for rank, k in enumerate(kept):
+        if categories[k] not in loops:
+            continue
+        j = loops.index(categories[k])
+        fig.add_trace(go.Scatter(
+            x=time, y=dominant[:, j], mode="lines", name=_esc(names[k]), legendgroup=categories[k], showlegend=False,
+            line={"color": PALETTE[rank % len(PALETTE)], "width": 1.5}, meta={"loop": categories[k]},
+            hovertemplate=_esc(names[k]) + " in the dominant set: %{y:.0%}<extra></extra>",
+        ), row=2, col=1)
+    events = scenario_events(ds)
+    mark_events(fig, events, row=1, col=1)
+    mark_events(fig, events, row=2, col=1, label=False)
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=2, col=1)
+    fig.update_xaxes(title_text=_time_title(ds), row=2, col=1)
+    fig.update_layout(title=_model_title(ds, "Loop dominance under uncertainty"), template="plotly_white", height=560,
+                      legend={"orientation": "h", "y": -0.12})
     return fig
 
 

@@ -66,8 +66,14 @@ def _one_line(text: str, width: int) -> str:
               help="A loops.toml naming loops (default: the one beside the model, if any).")
 @click.option("--output", "-o", type=OutputFile(".nc"),
               help="Write the loop dominance Dataset (.nc); implies --dominance.")
+@click.option("--ensemble", "members", type=click.IntRange(min=2), default=None, metavar="N",
+              help="Loop dominance under uncertainty: N members drawn (Latin hypercube) over --params within their "
+                   "Vensim ranges; prints how likely each named loop dominates. Implies --dominance.")
+@click.option("--params", "params_text", metavar="A,B", help="Constants to vary with --ensemble (default: every "
+              "constant with a Vensim range).")
+@click.option("--seed", type=int, help="Seed for the --ensemble design.")
 def loops(model, scenario, sets, dominance, max_length, max_loops, limit, everything, knockouts, final_time, saveper,
-          names, output):
+          names, output, members, params_text, seed):
     """List a model's feedback loops with their polarity; with --dominance, when each one dominates.
 
     Loops come from the causal graph of the compiled model (Johnson's algorithm). Polarity R
@@ -85,6 +91,7 @@ def loops(model, scenario, sets, dominance, max_length, max_loops, limit, everyt
       crisis loops models/goodwin/goodwin.mdl
       crisis loops models/goodwin/goodwin.mdl --dominance --final-time 22 --output out/goodwin-loops.nc
       crisis loops models/goodwin/goodwin.mdl --knockout "wage share->profit share"
+      crisis loops models/keen/keen.mdl --ensemble 20 --params "interest rate" --seed 1
     """
     import numpy as np
 
@@ -104,6 +111,12 @@ def loops(model, scenario, sets, dominance, max_length, max_loops, limit, everyt
         limit = 0
     compiled = compile_model(model)
     params = parse_set(sets)
+    if members is not None:
+        if knockouts:
+            raise ParameterError("--ensemble and --knockout cannot be combined; knock a link out in --set runs instead")
+        _dominance_under_uncertainty(compiled, params, members, params_text, seed, scenario, max_length, max_loops,
+                                     names, final_time, saveper, output)
+        return
     options = dict(scenario=scenario, max_length=max_length, max_loops=max_loops or DEFAULT_MAX_LOOPS,
                    names=names, knockout=list(knockouts) or None, final_time=final_time)
     dataset = None
@@ -212,4 +225,53 @@ def loops(model, scenario, sets, dominance, max_length, max_loops, limit, everyt
                            "(--all lists them)")
     if output is not None:
         written = save(dataset, output)
+        click.echo(f"Wrote {written}")
+
+
+def _dominance_under_uncertainty(compiled, params, members, params_text, seed, scenario, max_length, max_loops, names,
+                                 final_time, saveper, output) -> None:
+    """``crisis loops --ensemble N``: how likely each named loop dominates, over N members."""
+    import numpy as np
+
+    from .analysis.loops import DEFAULT_MAX_LOOPS, loop_dominance_ensemble
+    from .analysis.sampling import sample
+    from .results import save
+
+    varied = [n.strip() for n in params_text.split(",") if n.strip()] if params_text else None
+    if params_text is not None and not varied:
+        raise ParameterError("--params needs at least one name")
+    design = sample(compiled, varied, method="lhs", n=members, seed=seed)
+    ds = loop_dominance_ensemble(compiled, design, params, scenario=scenario, final_time=final_time, saveper=saveper,
+                                 seed=seed, max_length=max_length, max_loops=max_loops or DEFAULT_MAX_LOOPS,
+                                 names=names, progress=True)
+    times = ds["time"].values
+    defined = ~np.isnan(ds["p_strongest"].values).all(axis=1)
+    window = None
+    for event in json.loads(ds.attrs.get("scenario_events", "[]") or "[]"):
+        if event.get("name") == "crisis" and float(event["end"]) > float(event["start"]):
+            window = (float(event["start"]), float(event["end"]))
+    inside = defined & ((times >= window[0]) & (times <= window[1]) if window else False)
+    varied_names = ", ".join(compiled.elements[n].name for n in json.loads(ds.attrs["varied"]))
+    click.echo(f"Loop dominance under uncertainty in {compiled.name}: {members} members (Latin hypercube over "
+               f"{varied_names}), {ds.attrs['n_loops']} loops, {times[0]:g}-{times[-1]:g} {compiled.time_units}.")
+    head = "  P(strongest): mean over the run, highest (when)"
+    head += f", mean in the crisis window {window[0]:g}-{window[1]:g}" if window else ""
+    click.echo(head + "; P(in the dominant set): mean over the run")
+    p = ds["p_strongest"].values
+    dominant = ds["p_dominant"].values
+    loops = [str(v) for v in ds["loop"].values]
+    labels = [str(v) for v in ds["category_name"].values]
+    width = max(len(label) for label in labels)
+    for k, category in enumerate(str(c) for c in ds["category"].values):
+        series = p[defined, k]
+        peak = int(np.argmax(series))
+        when = f"({times[defined][peak]:g})" if series.max() > 0 else "(never)"
+        text = f"  {labels[k]:<{width}}  {series.mean():>4.0%}  {series.max():>4.0%} {when:<9}"
+        if window:
+            text += f"  {p[inside, k].mean() if inside.any() else float('nan'):>5.0%}"
+        if category in loops:
+            text += f"  {dominant[defined, loops.index(category)].mean():>5.0%}"
+        click.echo(text)
+    if output is not None:
+        written = save(ds, output)
         click.echo(f"Wrote {written}")

@@ -240,6 +240,20 @@ def test_loop_dominance_timeline_of_a_real_run_with_its_events(goodwin):
     assert any(shape.x0 == 5 and shape.x1 == 7 for shape in fig.layout.shapes)
 
 
+def test_loop_dominance_under_uncertainty_draws_probability_bands(goodwin):
+    from pysd_runner.analysis.loops import loop_dominance_ensemble
+
+    ds = loop_dominance_ensemble(goodwin, {"phillips slope": [1.0, 1.2, 1.4, 1.5]}, final_time=12, saveper=0.1)
+    fig = figures.loop_dominance(ds)  # dispatches on p_strongest
+    stacked = [t for t in fig.data if t.stackgroup == "strongest"]
+    assert [t.meta["loop"] for t in stacked][-1] == "other"
+    total = np.nansum([np.asarray(t.y, dtype=float) for t in stacked], axis=0)
+    defined = ~np.isnan(ds["p_strongest"].values).all(axis=1)
+    np.testing.assert_allclose(total[defined], 1.0, atol=1e-12)
+    assert sum(1 for t in fig.data if t.showlegend is not False) <= 8
+    assert "4 members" in fig.layout.annotations[0].text
+
+
 def test_variable_table_filters_and_escapes():
     ds = _reformism_like()
     ds["legitimacy"].attrs["comment"] = "Trust in <i>the</i> state"

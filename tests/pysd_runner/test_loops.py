@@ -424,6 +424,33 @@ def test_dominance_records_knockouts(goodwin):
     assert json.loads(ds.attrs["knockout"])[0]["value"] == 0.82
 
 
+def test_dominance_under_uncertainty_agrees_with_each_members_own_analysis(goodwin, tmp_path):
+    from pysd_runner.analysis.loops import loop_dominance_ensemble
+
+    slopes = [1.0, 1.2, 1.5]
+    ds = loop_dominance_ensemble(goodwin, {"phillips slope": slopes}, final_time=12, saveper=0.1)
+    assert list(ds["category"].values) == ["B1", "S1", "S2", "other"]
+    assert list(ds["phillips_slope"].values) == slopes
+    defined = ~np.isnan(ds["p_strongest"].values).all(axis=1)
+    np.testing.assert_allclose(ds["p_strongest"].values[defined].sum(axis=1), 1.0, atol=1e-12)
+    singles = [loop_dominance(goodwin, {"phillips slope": s}, final_time=12, saveper=0.1) for s in slopes]
+    for m, single in enumerate(singles):
+        assert list(ds["strongest"].values[m]) == [str(v) for v in single["strongest"].values]
+        np.testing.assert_array_equal(ds["relative_score"].values[m], single["relative_score"].sel(loop=["B1", "S1", "S2"]).values)
+    # Probabilities are shares of members.
+    b1 = np.mean([single["strongest"].values == "B1" for single in singles], axis=0)
+    np.testing.assert_allclose(ds["p_strongest"].sel(category="B1").values[defined], b1[defined])
+    in_set = np.mean([single["dominant"].sel(loop="B1").values for single in singles], axis=0)
+    np.testing.assert_allclose(ds["p_dominant"].sel(loop="B1").values[defined], in_set[defined])
+    # The file keeps it all.
+    out = tmp_path / "uncertain.nc"
+    from pysd_runner.results import save
+
+    save(ds, out)
+    again = load_result(out)
+    np.testing.assert_array_equal(again["p_strongest"].values, ds["p_strongest"].values)
+
+
 # --------------------------------------------------------------------------- command line
 
 def invoke(*args):
@@ -450,6 +477,19 @@ def test_cli_output_fits_one_screen_unless_all_is_asked(tmp_path):
     assert len(short.output.splitlines()) <= 40
     assert "--all lists them" in short.output and "--all lists them" not in full.output
     assert max(len(line) for line in short.output.splitlines()) <= 160
+
+
+def test_cli_dominance_under_uncertainty(tmp_path):
+    out = tmp_path / "keen-uncertain.nc"
+    result = invoke("loops", MODELS / "keen" / "keen.mdl", "--ensemble", "4", "--params", "interest rate", "--seed", "1",
+                    "--final-time", "30", "--output", out)
+    assert result.exit_code == 0, result.output
+    assert "4 members (Latin hypercube over interest rate)" in result.output
+    assert "B2 Profit squeeze" in result.output and "other loops" in result.output
+    ds = load_result(out)
+    assert ds.sizes["member"] == 4 and len(set(np.round(ds["interest_rate"].values, 12))) == 4
+    bad = CliRunner().invoke(main, ["loops", str(GOODWIN), "--ensemble", "3", "--params", "phillips slop"])
+    assert bad.exit_code == 1 and "phillips slop" in bad.output and "Traceback" not in bad.output
 
 
 def test_cli_errors_and_help():

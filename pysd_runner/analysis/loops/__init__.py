@@ -63,7 +63,7 @@ from __future__ import annotations
 from .common import DEFAULT_MAX_LOOPS, DOMINANCE_SHARE, LOOPS_FILE, Loop
 from .graph import causal_graph
 from .cycles import cutting_link, find_loops, match_named_loops
-from .dominance import dominance_periods, link_scores, loop_dominance, strongest_shares
+from .dominance import dominance_periods, link_scores, loop_dominance, loop_dominance_ensemble, strongest_shares
 from ...errors import LoopScoreWarning, LoopsFileError, TooManyLoopsError
 
 __all__ = [
@@ -82,4 +82,5 @@ __all__ = [
     "DOMINANCE_SHARE",
     "dominance_periods",
     "strongest_shares",
+    "loop_dominance_ensemble",
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -230,33 +232,13 @@ def loop_dominance(
     left_out = [loop for loop in loops if loop.excluded]
     loops = [loop for loop in loops if not loop.excluded]
     index = _save_indices(trajectories.times, trajectories.settings)
-    edges = sorted({e for loop in loops for e in loop.edges})
-    scores, approximated = {}, []
-    for source, target in edges:
-        score, exact = trajectories.link_score(source, target, graph.edges[source, target]["polarity"])
-        scores[(source, target)] = score[index]
-        if not exact:
-            approximated.append(f"{source} -> {target}")
-    n_time, n_loop = index.size, len(loops)
-    loop_score = _loop_products(loops, edges, scores, n_time)
-    relative = np.full((n_time, n_loop), np.nan)
-    dominant = np.zeros((n_time, n_loop), bool)
-    for part in sorted({loop.partition for loop in loops}):
-        members = [j for j, loop in enumerate(loops) if loop.partition == part]
-        rel = _relative(loop_score[:, members])
-        relative[:, members] = rel
-        dominant[:, members] = _dominant(rel)
-    main = _main_partition(loops)
-    in_main = np.asarray([loop.partition == main for loop in loops], dtype=bool)
-    strongest = np.full(n_time, "", dtype=object)
-    if in_main.any():
-        magnitude = np.abs(np.where(in_main[None, :], relative, np.nan))
-        defined = ~np.isnan(magnitude).all(axis=1) & (np.nan_to_num(magnitude) > 0).any(axis=1)
-        best = np.argmax(np.nan_to_num(magnitude, nan=-1.0), axis=1)
-        ids_array = np.asarray([loop.id for loop in loops], dtype=object)
-        strongest[defined] = ids_array[best[defined]]
+    scored = _score_loops(loops, graph, trajectories, index)
+    edges, scores, approximated = scored.edges, scored.scores, scored.approximated
+    n_loop = len(loops)
+    loop_score, relative, dominant, strongest = scored.loop_score, scored.relative, scored.dominant, scored.strongest
+    main = scored.main
     links_ds = _dataset_links(model, trajectories, graph, edges,
-                              np.stack([scores[e] for e in edges], axis=1) if edges else np.empty((n_time, 0)),
+                              np.stack([scores[e] for e in edges], axis=1) if edges else np.empty((index.size, 0)),
                               index, approximated)
     ids = [loop.id for loop in loops]
     ds = xr.Dataset(
@@ -313,6 +295,48 @@ def loop_dominance(
     return ds
 
 
+@dataclass
+class _Scored:
+    edges: list
+    scores: dict
+    approximated: list
+    loop_score: np.ndarray
+    relative: np.ndarray
+    dominant: np.ndarray
+    strongest: np.ndarray
+    main: int | None
+
+
+def _score_loops(loops: Sequence[Loop], graph, trajectories, index: np.ndarray) -> _Scored:
+    """Link, loop and relative scores, dominant sets and the strongest loop over one run."""
+    edges = sorted({e for loop in loops for e in loop.edges})
+    scores, approximated = {}, []
+    for source, target in edges:
+        score, exact = trajectories.link_score(source, target, graph.edges[source, target]["polarity"])
+        scores[(source, target)] = score[index]
+        if not exact:
+            approximated.append(f"{source} -> {target}")
+    n_time, n_loop = index.size, len(loops)
+    loop_score = _loop_products(loops, edges, scores, n_time)
+    relative = np.full((n_time, n_loop), np.nan)
+    dominant = np.zeros((n_time, n_loop), bool)
+    for part in sorted({loop.partition for loop in loops}):
+        members = [j for j, loop in enumerate(loops) if loop.partition == part]
+        rel = _relative(loop_score[:, members])
+        relative[:, members] = rel
+        dominant[:, members] = _dominant(rel)
+    main = _main_partition(loops)
+    in_main = np.asarray([loop.partition == main for loop in loops], dtype=bool)
+    strongest = np.full(n_time, "", dtype=object)
+    if in_main.any():
+        magnitude = np.abs(np.where(in_main[None, :], relative, np.nan))
+        defined = ~np.isnan(magnitude).all(axis=1) & (np.nan_to_num(magnitude) > 0).any(axis=1)
+        best = np.argmax(np.nan_to_num(magnitude, nan=-1.0), axis=1)
+        ids_array = np.asarray([loop.id for loop in loops], dtype=object)
+        strongest[defined] = ids_array[best[defined]]
+    return _Scored(edges, scores, approximated, loop_score, relative, dominant, strongest, main)
+
+
 def _main_partition(loops: Sequence[Loop]) -> int | None:
     """The partition with the most loops (ties: the one holding more named loops, then the lowest)."""
     if not loops:
@@ -348,6 +372,156 @@ def strongest_shares(dataset) -> list[tuple[str, str, float]]:
     rows = [(key, named.get(key, f"other loops ({len(others)} distinct)"), count / len(defined))
             for key, count in counts.items()]
     return sorted(rows, key=lambda row: (-row[2], row[0] == "other", row[0]))
+
+
+def loop_dominance_ensemble(
+    model: CompiledModel | str | os.PathLike,
+    members: Any,
+    params: Mapping[str, Any] | None = None,
+    *,
+    scenario: str | os.PathLike | None = None,
+    final_time: float | None = None,
+    time_step: float | None = None,
+    saveper: float | None = None,
+    seed: int | None = None,
+    max_length: int | None = None,
+    max_loops: int = DEFAULT_MAX_LOOPS,
+    names: str | os.PathLike | bool | None = None,
+    progress: bool = False,
+):
+    """Loop dominance under uncertainty: over an ensemble, how likely each named loop dominates when.
+
+    The loops are found once (from the first member's run, as :func:`loop_dominance` does);
+    each member is then run and scored. What comes back is per named loop and time: the
+    share of members in which it is the strongest loop (``p_strongest``, together with
+    ``other`` adding up to 1), the share in which it is in the dominant set
+    (``p_dominant``), and the members' relative scores, for bands.
+
+    Parameters
+    ----------
+    members : DataFrame, mapping of arrays or list of mappings
+        One row (or dict) of constants per member, by Vensim or Python name, e.g. the
+        output of :func:`pysd_runner.sample` or draws from a calibration's posterior.
+    params : mapping, optional
+        Constants shared by every member.
+    progress : bool
+        A progress bar on stderr (on a terminal only).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``member``, ``time``, ``loop`` (the named loops) and ``category`` (the named
+        loops and ``other``): ``p_strongest(time, category)``, ``p_dominant(time, loop)``,
+        ``relative_score(member, time, loop)``, ``strongest(member, time)`` and one
+        coordinate per varied constant along ``member``.
+    """
+    import pandas as pd
+    import xarray as xr
+    from tqdm.auto import tqdm
+
+    from ...errors import stderr_is_terminal
+
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
+    if isinstance(members, pd.DataFrame):
+        rows = members.to_dict("records")
+    elif isinstance(members, Mapping):
+        rows = pd.DataFrame({k: np.asarray(v) for k, v in members.items()}).to_dict("records")
+    else:
+        rows = [dict(m) for m in members]
+    if not rows:
+        raise ParameterError("loop dominance under uncertainty needs at least one member")
+    rows = [{model.resolve(k, kinds=("constant",)).py_name: float(v) for k, v in row.items()} for row in rows]
+    varied = sorted({k for row in rows for k in row})
+    shared = dict(params or {})
+
+    def trajectories_of(row):
+        t = Trajectories(model, {**shared, **row}, scenario=scenario, final_time=final_time, time_step=time_step,
+                         seed=seed)
+        if saveper is not None:
+            value = as_number(saveper, "saveper")
+            if value < t.settings["time_step"] * (1 - 1e-9):
+                raise ParameterError(f"saveper ({value:g}) must be at least the time step ({t.settings['time_step']:g})")
+            t.settings["saveper"] = value
+        return t
+
+    first = trajectories_of(rows[0])
+    loops, graph, _ = analyse(model, {**shared, **rows[0]}, scenario=scenario, max_length=max_length,
+                               max_loops=max_loops, names=names, numeric=True, knockout=None,
+                               final_time=final_time, time_step=time_step, seed=seed, trajectories=first)
+    left_out = [loop for loop in loops if loop.excluded]
+    loops = [loop for loop in loops if not loop.excluded]
+    named = [j for j, loop in enumerate(loops) if loop.name]
+    named_ids = [loops[j].id for j in named]
+    categories = named_ids + ["other"]
+    index = _save_indices(first.times, first.settings)
+    n_member, n_time = len(rows), index.size
+    relative = np.full((n_member, n_time, len(named)), np.nan)
+    dominant = np.zeros((n_member, n_time, len(named)), bool)
+    strongest = np.full((n_member, n_time), "", dtype=object)
+    approximated: set[str] = set()
+    bar = tqdm(total=n_member, disable=not (progress and stderr_is_terminal()), unit="member",
+               desc=f"{model.name} loop dominance", file=sys.stderr)
+    with bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoopScoreWarning)
+        for m, row in enumerate(rows):
+            trajectories = first if m == 0 else trajectories_of(row)
+            scored = _score_loops(loops, graph, trajectories, _save_indices(trajectories.times, trajectories.settings))
+            relative[m] = scored.relative[:, named]
+            dominant[m] = scored.dominant[:, named]
+            strongest[m] = [v if v in named_ids or not v else "other" for v in scored.strongest]
+            approximated.update(scored.approximated)
+            bar.update(1)
+    defined = strongest != ""
+    counts = np.maximum(defined.sum(axis=0), 1)
+    p_strongest = np.stack([(strongest == c).sum(axis=0) / counts for c in categories], axis=1)
+    p_strongest[~defined.any(axis=0)] = np.nan
+    p_dominant = np.where(defined.any(axis=0)[:, None], (dominant & defined[:, :, None]).sum(axis=0) / counts[:, None],
+                          np.nan)
+    times = first.times[index]
+    attrs = {k: v for k, v in first.run_attrs.items() if k not in ("knockout", "params")}
+    attrs.update({
+        "params": json.dumps({k: v for k, v in shared.items()}, default=float),
+        "members": n_member,
+        "varied": json.dumps(varied),
+        "saveper": first.settings["saveper"],
+        "n_loops": len(loops),
+        "named_loops": json.dumps(match_report(named_entries(model, names), loops)),
+        "excluded_loops": json.dumps(exclusion_report(excluded_entries(model, names), left_out)),
+        "approximated_links": json.dumps(sorted(approximated)),
+        "method": "Loops That Matter over each member's run; p_strongest and p_dominant are shares of members",
+    })
+    labels = [loops[j].label for j in named]
+    return xr.Dataset(
+        {
+            "p_strongest": (("time", "category"), p_strongest, {
+                "long_name": "Probability of being the strongest loop",
+                "comment": "Share of members in which the loop has the largest |relative score| in the main "
+                           "partition; 'other' is any unnamed loop; adds up to 1 over the categories",
+            }),
+            "p_dominant": (("time", "loop"), p_dominant, {
+                "long_name": "Probability of being in the dominant set",
+                "comment": f"Share of members in which the loop is among the fewest that explain {DOMINANCE_SHARE:.0%} "
+                           "of the change; several loops at once, so these do not add up to 1",
+            }),
+            "relative_score": (("member", "time", "loop"), relative, {
+                "long_name": "Relative loop score", "units": "1"}),
+            "strongest": (("member", "time"), strongest.astype(str), {
+                "long_name": "Strongest loop", "comment": "A named loop's id, 'other', or '' before scores are defined"}),
+        },
+        coords={
+            "member": np.arange(n_member),
+            "time": ("time", times, {"units": model.time_units}),
+            "loop": ("loop", np.asarray(named_ids, dtype=str)),
+            "name": ("loop", np.asarray(labels, dtype=str)),
+            "polarity": ("loop", np.asarray([loops[j].polarity for j in named], dtype=str)),
+            "category": ("category", np.asarray(categories, dtype=str)),
+            "category_name": ("category", np.asarray(labels + ["other loops"], dtype=str)),
+            **{name: ("member", np.asarray([row.get(name, np.nan) for row in rows], dtype=float),
+                      {"long_name": model.elements[name].name}) for name in varied},
+        },
+        attrs=attrs,
+    )
 
 
 def _loop_products(loops: Sequence[Loop], edges: list[tuple[str, str]], scores: Mapping, n_time: int) -> np.ndarray:
