@@ -165,6 +165,18 @@ def _attrs(trajectories: Trajectories, approximated: list[str]) -> dict:
     return attrs
 
 
+def _saved_every(trajectories, saveper):
+    """The trajectories with the scores' save period set (at least the time step)."""
+    if saveper is not None:
+        value = as_number(saveper, "saveper")
+        if value < trajectories.settings["time_step"] * (1 - 1e-9):
+            raise ParameterError(
+                f"saveper ({value:g}) must be at least the time step ({trajectories.settings['time_step']:g})"
+            )
+        trajectories.settings["saveper"] = value
+    return trajectories
+
+
 def loop_dominance(
     model: CompiledModel | str | os.PathLike,
     params: Mapping[str, Any] | None = None,
@@ -215,15 +227,8 @@ def loop_dominance(
 
     if not isinstance(model, CompiledModel):
         model = compile_model(model)
-    trajectories = Trajectories(model, params, scenario=scenario, final_time=final_time, time_step=time_step,
-                                 seed=seed, knockout=knockout)
-    if saveper is not None:
-        value = as_number(saveper, "saveper")
-        if value < trajectories.settings["time_step"] * (1 - 1e-9):
-            raise ParameterError(
-                f"saveper ({value:g}) must be at least the time step ({trajectories.settings['time_step']:g})"
-            )
-        trajectories.settings["saveper"] = value
+    trajectories = _saved_every(Trajectories(model, params, scenario=scenario, final_time=final_time,
+                                             time_step=time_step, seed=seed, knockout=knockout), saveper)
     loops, graph, _ = analyse(model, params, scenario=scenario, max_length=max_length, max_loops=max_loops,
                                names=names, numeric=True, knockout=knockout, final_time=final_time,
                                time_step=time_step, seed=seed, trajectories=trajectories)
@@ -436,14 +441,8 @@ def loop_dominance_ensemble(
     shared = dict(params or {})
 
     def trajectories_of(row):
-        t = Trajectories(model, {**shared, **row}, scenario=scenario, final_time=final_time, time_step=time_step,
-                         seed=seed)
-        if saveper is not None:
-            value = as_number(saveper, "saveper")
-            if value < t.settings["time_step"] * (1 - 1e-9):
-                raise ParameterError(f"saveper ({value:g}) must be at least the time step ({t.settings['time_step']:g})")
-            t.settings["saveper"] = value
-        return t
+        return _saved_every(Trajectories(model, {**shared, **row}, scenario=scenario, final_time=final_time,
+                                         time_step=time_step, seed=seed), saveper)
 
     first = trajectories_of(rows[0])
     loops, graph, _ = analyse(model, {**shared, **rows[0]}, scenario=scenario, max_length=max_length,
