@@ -26,8 +26,11 @@ _file = click.Path(dir_okay=False, path_type=Path)
 @click.option("--sensitivity", type=_file, help="Sobol or Morris indices (.nc, dim 'param'): adds bar charts.")
 @click.option("--model", type=_file, help="The runs' model file: adds the live levers panel (the model runs in the page).")
 @click.option("--title", help="Page title (default: from the model name).")
+@click.option("--story", type=_file, help="A story.toml for the opening figure (default: the one beside the runs' "
+              "model, when the runs hold its scenarios).")
+@click.option("--no-story", is_flag=True, help="Open with the sectors, without the story figure.")
 @click.option("--output", "-o", required=True, type=OutputFile(".html"), help="Where to write the report (.html).")
-def report(runs, fit, ensemble, loops, grid, sensitivity, model, title, output):
+def report(runs, fit, ensemble, loops, grid, sensitivity, model, title, story, no_story, output):
     """Write one self-contained interactive HTML report (works offline, no server).
 
     Each optional input adds its panel. plotly.js is inlined, so the file opens anywhere
@@ -42,7 +45,8 @@ def report(runs, fit, ensemble, loops, grid, sensitivity, model, title, output):
     from .report import write_report
 
     written = write_report(output, runs, fit=fit, ensemble=ensemble, loops=loops, grid=grid,
-                           sensitivity=sensitivity, title=title, model=model)
+                           sensitivity=sensitivity, title=title, model=model,
+                           story=False if no_story else story)
     click.echo(f"Wrote {written} ({written.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -423,6 +423,97 @@ def mark_events(fig: go.Figure, events: Sequence[Mapping], *, row=None, col=None
             fig.add_vline(x=float(event["start"]), line={"color": "#888", "dash": "dot", "width": 1}, **where, **extra)
 
 
+#: Years before the crisis window that a story's outcomes are measured against.
+BEFORE_YEARS = 5.0
+
+
+def crossroads(ds: xr.Dataset, story: Mapping) -> go.Figure:
+    """The story in one figure: the headline variable at the crossroads, annotated.
+
+    ``story`` (a model's ``story.toml``): ``headline`` (a variable), ``against`` (the
+    scenario spared the shock), ``window`` (the declared event over which outcomes are
+    measured, default "crisis") and ``choices`` (scenario -> the choice it stands for).
+    Each chosen scenario is drawn in its colour with the counterfactual dashed; the
+    scenarios' events (reform, shock, crisis window) are marked; at the window's end each
+    line carries its choice and its outcome: the headline's mean over the window against its
+    own mean over the ``BEFORE_YEARS`` before it (the scenarios need not share a history
+    before the crisis, so the counterfactual is drawn, not subtracted).
+    """
+    headline = str(story.get("headline") or "")
+    name = _story_variable(ds, headline)
+    choices = {str(k): str(v) for k, v in (story.get("choices") or {}).items()}
+    present = scenario_names(ds)
+    chosen = [s for s in choices if s in present]
+    if not chosen:
+        raise DashboardInputError(
+            f"story: none of the scenarios it names ({', '.join(choices) or 'none'}) is in the runs "
+            f"({', '.join(present)})")
+    against = str(story.get("against") or "")
+    if against and against not in present:
+        raise DashboardInputError(f"story: the counterfactual scenario '{against}' is not in the runs ({', '.join(present)})")
+    window_name = str(story.get("window") or "crisis")
+    events = scenario_events(ds, chosen)
+    window = next((e for e in events if e["name"] == window_name and float(e["end"]) > float(e["start"])), None)
+    da = ds[name]
+    time = ds["time"].values
+    fig = go.Figure()
+    if against:
+        fig.add_trace(go.Scatter(x=time, y=_time_series(da.sel(scenario=against), "crossroads"), mode="lines",
+                                 name=f"{_esc(against)} (no shock)", line={"color": "#777", "dash": "dash"},
+                                 meta={"scenario": against, "variable": name}))
+    order = present
+    outcomes = []
+    for scenario in chosen:
+        color = PALETTE[order.index(scenario) % len(PALETTE)]
+        values = _time_series(da.sel(scenario=scenario), "crossroads")
+        fig.add_trace(go.Scatter(x=time, y=values, mode="lines", name=_esc(scenario), line={"color": color, "width": 2.5},
+                                 meta={"scenario": scenario, "variable": name}))
+        if window is not None:
+            start, stop = float(window["start"]), float(window["end"])
+            inside = (time >= start) & (time <= stop)
+            # Against the scenario's own level in the years before the crisis: the scenarios
+            # need not share a history before it (their governments and movements differ).
+            before = (time >= start - BEFORE_YEARS) & (time < start)
+            mean = float(np.nanmean(values[inside]))
+            base = float(np.nanmean(values[before])) if before.any() else float("nan")
+            text = _esc(choices[scenario])
+            if base and math.isfinite(base):
+                text += (f"<br>{_esc(long_name(da, name))} over years {start:g}-{stop:g}:<br>"
+                         f"{mean / base - 1:+.0%} against the {BEFORE_YEARS:g} years before")
+            end = int(np.flatnonzero(inside)[-1])
+            outcomes.append((float(values[end]), text, color))
+    if window is not None:
+        # The outcomes sit in the right margin, in the order of the lines at the window's end,
+        # evenly spaced so they never overlap; a dot marks where each is measured.
+        ranked = sorted(outcomes, key=lambda o: -o[0])
+        for rank, (y, text, color) in enumerate(ranked):
+            fig.add_trace(go.Scatter(x=[float(window["end"])], y=[y], mode="markers", showlegend=False,
+                                     marker={"color": color, "size": 8}, hoverinfo="skip"))
+            place = 0.92 - 0.84 * rank / max(1, len(ranked) - 1) if len(ranked) > 1 else 0.5
+            fig.add_annotation(x=1.02, xref="paper", y=place, yref="paper", text=text, showarrow=False,
+                               xanchor="left", align="left", font={"size": 11, "color": color})
+    mark_events(fig, events)
+    title = str(story.get("title") or _model_title(ds, "The crossroads"))
+    fig.update_xaxes(range=[float(time[0]), float(time[-1])])
+    fig.update_layout(title=_esc(title), template="plotly_white", height=520, margin={"r": 360, "t": 70},
+                      xaxis_title=_time_title(ds), yaxis_title=axis_title(da, name),
+                      legend={"orientation": "h", "y": -0.18})
+    return fig
+
+
+def _story_variable(ds: xr.Dataset, headline: str) -> str:
+    """The runs' variable a story names, by Python or Vensim (long) name."""
+    if headline in ds:
+        return headline
+    for name in ds.data_vars:
+        if str(ds[name].attrs.get("long_name", "")).lower() == headline.lower():
+            return str(name)
+    python = "_".join(headline.lower().split())
+    if python in ds:
+        return python
+    raise DashboardInputError(f"story: the headline variable '{headline}' is not in the runs")
+
+
 def _model_title(ds: xr.Dataset, what: str) -> str:
     model = ds.attrs.get("model_name")
     return f"{what}: {model}" if model else what

@@ -60,6 +60,7 @@ class BundleWarning(CrisisWarning):
 
 #: Panel ids in page order, with their headings. A panel appears only when its input exists.
 PANELS = {
+    "crossroads": "The story at a glance",
     "trajectories": "Crisis trajectories",
     "comparison": "Scenario comparison",
     "phase": "Phase portrait",
@@ -74,6 +75,9 @@ PANELS = {
 }
 
 _INTRO = {
+    "crossroads": ("The crossroads the model is about: the reform, the shock, what each government (or movement) "
+                   "does, and what it comes to. The dashed line is the same economy spared the shock. The sectors "
+                   "follow below."),
     "trajectories": "Each panel is a sector of the model; each colour a scenario. Tick scenarios above to show or hide them.",
     "comparison": "Each scenario's trajectory (left) and its difference from the first scenario (right).",
     "phase": "The orbit of the economy in the plane of two variables; the dot marks where each run starts.",
@@ -417,7 +421,8 @@ def _scenario_selector(runs: xr.Dataset) -> str:
         )
         toggles = f'<div class="controls" role="group" aria-label="Scenarios">{toggles}</div>'
     described = "".join(f"<dt>{_text(n)}</dt><dd>{_text(d)}</dd>" for n, d in zip(names, descriptions) if d)
-    listing = f"<dl>{described}</dl>" if described else ""
+    listing = (f"<details><summary>What each scenario assumes</summary><dl>{described}</dl></details>"
+               if described else "")
     return f'<section class="panel" id="scenario-selector"><h2>Scenarios</h2>{toggles}{listing}</section>'
 
 
@@ -483,6 +488,46 @@ def _same_model(runs: xr.Dataset, fit: xr.Dataset) -> None:
             f"(sha256 {str(ours)[:12]}); give a fit of the runs' model")
 
 
+STORY_FILE = "story.toml"
+
+
+def _story(runs: xr.Dataset, story) -> Mapping | None:
+    """The story to open the report with, or None (no story file, or none of its scenarios run)."""
+    import tomllib
+
+    if story is False:
+        return None
+    if isinstance(story, Mapping):
+        return story
+    if story is None or story is True:
+        source = runs.attrs.get("model_file")
+        path = Path(str(source)).parent / STORY_FILE if source else None
+        if path is None or not path.is_file():
+            if story is True:
+                raise DashboardInputError(f"story: no {STORY_FILE} beside the runs' model ({source or 'unknown'})")
+            return None
+        explicit = False
+    else:
+        path, explicit = Path(story).expanduser(), True
+        if not path.is_file():
+            raise DashboardInputError(f"story: file '{path}' does not exist")
+    try:
+        told = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DashboardInputError(f"story: '{path}' cannot be read as TOML: {exc}") from None
+    unknown = sorted(set(told) - {"title", "headline", "against", "window", "choices"})
+    if unknown:
+        raise DashboardInputError(f"story: '{path}' has unknown key(s) {unknown}; allowed: title, headline, against, "
+                                  "window, choices")
+    if not told.get("headline") or not isinstance(told.get("choices"), Mapping) or not told["choices"]:
+        raise DashboardInputError(f"story: '{path}' needs a 'headline' variable and a [choices] table (scenario = "
+                                  "the choice it stands for)")
+    names = set(figures.scenario_names(runs)) if "scenario" in runs.dims else set()
+    if not explicit and not (names & set(told["choices"])):
+        return None  # runs of other scenarios: the story does not apply
+    return told
+
+
 def build_report(
     runs: xr.Dataset | str | os.PathLike,
     *,
@@ -494,6 +539,7 @@ def build_report(
     panels: Mapping[str, Sequence[str]] | None = None,
     title: str | None = None,
     model: str | os.PathLike | None = None,
+    story: Mapping | str | os.PathLike | bool | None = None,
 ) -> str:
     """Build the self-contained HTML report as a string.
 
@@ -514,6 +560,10 @@ def build_report(
         The model file of the runs: adds the live levers panel, in which the model runs in
         the page (:func:`dashboards.web.simulator`, the engine of ``crisis web``) under the
         runs' scenarios. Refused when the file is not the one the runs were made from.
+    story : mapping, path or bool, optional
+        The story the report opens with (:func:`dashboards.figures.crossroads`): a mapping, a
+        story.toml, or by default the ``story.toml`` beside the runs' model file when the runs
+        hold a scenario it names; False for none.
 
     Returns
     -------
@@ -530,6 +580,9 @@ def build_report(
     model_name = str(runs.attrs.get("model_name") or "model")
     title = title if title is not None else f"Crisis dynamics: {model_name}"
     sections: list[_Panel] = []
+    told = _story(runs, story)
+    if told is not None:
+        sections.append(_figure_panel("crossroads", figures.crossroads(runs, told), scenario_aware=True))
     layout = figures.sector_panels(runs, panels)
     sections.append(_figure_panel("trajectories", figures.trajectories(runs, layout, title=""), scenario_aware=True))
     if len(figures.scenario_names(runs)) > 1 and "scenario" in runs.dims:
@@ -557,7 +610,9 @@ def build_report(
         sections.append(_figure_panel("loops", figures.loop_dominance(load_dataset(loops, "loops"))))
     sections.append(_table_panel(runs))
 
-    body = "".join(s.html() for s in sections)
+    # The story comes first, above the scenario selector: the first screen holds a figure.
+    story_html = "".join(s.html() for s in sections if s.key == "crossroads")
+    body = "".join(s.html() for s in sections if s.key != "crossroads")
     blocks = "".join(b for s in sections for b in s.blocks)
     _, javascript = plotly_bundle(set().union(*(s.trace_types for s in sections)))
     return (
@@ -568,7 +623,7 @@ def build_report(
         f"<title>{_text(title)}</title><style>{_CSS}{'' if sim is None else sim.css()}</style></head>"
         f"<body>{_header(runs, title)}<main>"
         "<noscript><p>This report needs JavaScript to draw its figures.</p></noscript>"
-        f"{_scenario_selector(runs)}{body}</main>{blocks}"
+        f"{story_html}{_scenario_selector(runs)}{body}</main>{blocks}"
         # plotly.js last: the text of the page shows while the browser parses it.
         f"<script>{javascript}</script><script>{_SCRIPT}</script></body></html>\n"
     )

@@ -142,9 +142,17 @@ def sensitivity():
 def full_report(tmp_path_factory, runs, grid, fit, ensemble, loops, sensitivity):
     from dashboards.report import write_report
 
+    import json
+
     path = tmp_path_factory.mktemp("report") / "report.html"
-    return write_report(path, runs, fit=fit, ensemble=ensemble, loops=loops, grid=grid, sensitivity=sensitivity,
-                        model=GOODWIN)
+    # Every panel, the opening story included: the scenarios declare a crisis window.
+    events = json.dumps([{"name": "crisis", "start": 10.0, "end": 15.0, "label": "crisis window"}])
+    told = runs.copy()
+    told.coords["scenario_events"] = ("scenario", [events] * told.sizes["scenario"])
+    story = {"headline": "wage share", "against": "baseline",
+             "choices": {"small_orbit": "a small orbit", "strong_unions": "strong unions"}}
+    return write_report(path, told, fit=fit, ensemble=ensemble, loops=loops, grid=grid, sensitivity=sensitivity,
+                        model=GOODWIN, story=story)
 
 
 @pytest.fixture(scope="session")

@@ -112,6 +112,17 @@ def test_report_opens_offline_shows_every_panel_and_its_sliders_move_the_data(pa
     assert all(u.startswith("blob:") for u in watch.requests[1:])
 
 
+def test_report_first_screen_is_the_story_figure(page, full_report):
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(full_report.as_uri())
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    box = page.locator("#plot-crossroads").bounding_box()
+    # Drawn in the first view, and most of it on the first screen.
+    assert page.locator("#plot-crossroads[data-drawn]").count() == 1
+    assert box["y"] < 400 and box["y"] + 0.6 * box["height"] < 800, box
+    page.screenshot(path=OUTPUT / "report-first-screen.png")
+
+
 def test_report_figures_download_as_png_svg_and_csv(page, full_report, runs):
     import csv
     import io
@@ -148,6 +159,7 @@ def test_report_shows_html_in_model_documentation_as_text(page, tmp_path):
     page.goto(report.as_uri())
     page.wait_for_selector("body[data-complete=true]", timeout=20_000)
     assert page.evaluate("() => window.__xss") is None
+    page.click("#scenario-selector summary")  # the descriptions fold away below the toggles
     assert HOSTILE_DESCRIPTION in page.inner_text("#scenario-selector")
     table = page.inner_text("#variables-table")
     model = compile_model(FIXTURES / "html_docs.mdl")

@@ -254,6 +254,38 @@ def test_loop_dominance_under_uncertainty_draws_probability_bands(goodwin):
     assert "4 members" in fig.layout.annotations[0].text
 
 
+def _with_crisis(runs, start=10.0, end=15.0):
+    import json
+
+    events = json.dumps([{"name": "crisis", "start": start, "end": end, "label": "crisis window"}])
+    ds = runs.copy()
+    ds.coords["scenario_events"] = ("scenario", [events] * ds.sizes["scenario"])
+    return ds
+
+
+def test_crossroads_tells_each_choice_and_its_outcome(runs):
+    ds = _with_crisis(runs)
+    story = {"title": "At the crossroads", "headline": "wage share", "against": "baseline",
+             "choices": {"small_orbit": "a small orbit", "strong_unions": "strong unions", "elsewhere": "not run"}}
+    fig = figures.crossroads(ds, story)
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert [t.meta["scenario"] for t in lines] == ["baseline", "small_orbit", "strong_unions"]
+    assert lines[0].line.dash == "dash"
+    time = ds["time"].values
+    for scenario, choice in (("small_orbit", "a small orbit"), ("strong_unions", "strong unions")):
+        values = ds["wage_share"].sel(scenario=scenario).values
+        inside, before = (time >= 10) & (time <= 15), (time >= 5) & (time < 10)
+        change = values[inside].mean() / values[before].mean() - 1
+        text = next(a.text for a in fig.layout.annotations if a.text.startswith(choice))
+        assert f"{change:+.0%} against the 5 years before" in text
+    assert fig.layout.title.text == "At the crossroads"
+    assert sum(1 for t in fig.data if t.showlegend is not False) <= 8
+    with pytest.raises(DashboardInputError, match="none of the scenarios it names"):
+        figures.crossroads(ds, {**story, "choices": {"nowhere": "x"}})
+    with pytest.raises(DashboardInputError, match="headline variable 'wage shares' is not in the runs"):
+        figures.crossroads(ds, {**story, "headline": "wage shares"})
+
+
 def test_variable_table_filters_and_escapes():
     ds = _reformism_like()
     ds["legitimacy"].attrs["comment"] = "Trust in <i>the</i> state"

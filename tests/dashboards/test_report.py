@@ -96,6 +96,26 @@ def test_no_legend_above_eight_entries_and_no_placeholder_text(full_report):
     assert "new text" not in ours and "lower 95% band" not in ours
 
 
+def test_the_report_opens_with_the_story_before_the_scenarios(tmp_path, runs):
+    import json
+
+    from dashboards.report import build_report
+
+    events = json.dumps([{"name": "crisis", "start": 10.0, "end": 15.0, "label": "crisis window"}])
+    ds = runs.copy()
+    ds.coords["scenario_events"] = ("scenario", [events] * ds.sizes["scenario"])
+    story = tmp_path / "story.toml"
+    story.write_text('headline = "wage share"\nagainst = "baseline"\n[choices]\nsmall_orbit = "a small orbit"\n')
+    text = build_report(ds, story=story)
+    assert _panels(text)[0] == "crossroads"
+    assert text.index('id="panel-crossroads"') < text.index('id="scenario-selector"')
+    # Without a story file beside the model (goodwin has none) there is no story panel.
+    assert "crossroads" not in _panels(build_report(ds))
+    story.write_text('headline = "wage share"\ncolour = "red"\n[choices]\nsmall_orbit = "x"\n')
+    with pytest.raises(DashboardInputError, match=r"unknown key\(s\) \['colour'\]"):
+        build_report(ds, story=story)
+
+
 def test_a_panel_appears_only_when_its_input_is_given(single_run):
     text = build_report(single_run)
     assert _panels(text) == ["trajectories", "phase", "variables"]
