@@ -35,7 +35,9 @@ def named_links(model) -> list[tuple[str, str]]:
     if not path.is_file():
         return []
     links = []
-    for entry in tomllib.loads(path.read_text()).values():
+    for key, entry in tomllib.loads(path.read_text()).items():
+        if key == "exclude":  # loops left out of dominance, not named loops
+            continue
         names = entry["variables"]
         link = (model.resolve(names[0]).py_name, model.resolve(names[1]).py_name)
         if link not in links:
@@ -84,15 +86,18 @@ def test_every_scenario_and_knock_out_equals_the_kernel(mdl, tmp_path):
     if links:
         # Every link cut at once, the source held at its initial value; and the first held at a given value.
         cut = kernel_for(model, knockouts=tuple(links))
-        settings = time_settings(model, None)
+        # 30 years: with every named loop of Goodwin cut (the squeeze and both self-links),
+        # employment passes 1 and its conserved quantity (a log) is undefined from year 40.
+        settings = time_settings(model, None, final_time=30.0)
         saved, values, ok, held = cut.run({}, 1, {}, settings, names)
-        cases.append({"engine": engine.source, "options": {"cut": [1] * len(links)}})
+        cases.append({"engine": engine.source, "options": {"cut": [1] * len(links), "final_time": 30.0}})
         expected.append(("every link cut", saved, values, bool(ok[0])))
         one = kernel_for(model, knockouts=(links[0],))
         value = float(held[0, 0]) * 0.9 + 0.01
         saved, values, ok, _ = one.run({}, 1, {}, settings, names, held=[value])
         cases.append({"engine": engine.source,
-                      "options": {"cut": [1] + [0] * (len(links) - 1), "held": [value] + [None] * (len(links) - 1)}})
+                      "options": {"cut": [1] + [0] * (len(links) - 1), "held": [value] + [None] * (len(links) - 1),
+                                  "final_time": 30.0}})
         expected.append((f"{links[0]} held at {value:.4g}", saved, values, bool(ok[0])))
     results = run_engines(cases, tmp_path)
     for (what, saved, values, ok), js in zip(expected, results):
@@ -100,7 +105,8 @@ def test_every_scenario_and_knock_out_equals_the_kernel(mdl, tmp_path):
         assert js["bad"] is None and not js["redo"], f"{mdl} {what}: {js['bad']}"
         assert_same(js, saved, values, names, f"{mdl} {what}")
     if links:
-        moved = [n for n in names if not np.allclose(results[-2]["values"][n], results[0]["values"][n])]
+        moved = [n for n in names if not np.allclose(results[-2]["values"][n],
+                                                     results[0]["values"][n][: len(results[-2]["values"][n])])]
         assert moved, f"{mdl}: cutting every named loop changed nothing"
 
 
