@@ -423,6 +423,33 @@ def mark_events(fig: go.Figure, events: Sequence[Mapping], *, row=None, col=None
             fig.add_vline(x=float(event["start"]), line={"color": "#888", "dash": "dot", "width": 1}, **where, **extra)
 
 
+def with_origin(ds: xr.Dataset, origin: float) -> xr.Dataset:
+    """The runs on calendar years: the model's time 0 is the year ``origin``.
+
+    The time coordinate and every declared scenario event move by ``origin``; the time's
+    long name becomes "Time (calendar year)" and its units "year".
+    """
+    import json
+
+    def shifted(text: str) -> str:
+        try:
+            events = json.loads(text or "[]")
+        except ValueError:
+            return text
+        return json.dumps([{**e, "start": float(e["start"]) + origin, "end": float(e["end"]) + origin} for e in events])
+
+    out = ds.assign_coords(time=ds["time"].values + float(origin))
+    out["time"].attrs = {**ds["time"].attrs, "long_name": "Time (calendar year)", "units": "year"}
+    if "scenario_events" in out.coords:
+        out = out.assign_coords(scenario_events=(out["scenario_events"].dims,
+                                                 np.asarray([shifted(str(t)) for t in np.atleast_1d(out["scenario_events"].values)],
+                                                            dtype=str).reshape(out["scenario_events"].shape)))
+    if "scenario_events" in out.attrs:
+        out.attrs = {**out.attrs, "scenario_events": shifted(str(out.attrs["scenario_events"]))}
+    out.attrs = {**out.attrs, "time_origin": float(origin)}
+    return out
+
+
 #: Years before the crisis window that a story's outcomes are measured against.
 BEFORE_YEARS = 5.0
 

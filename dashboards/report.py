@@ -491,21 +491,22 @@ def _same_model(runs: xr.Dataset, fit: xr.Dataset) -> None:
 STORY_FILE = "story.toml"
 
 
-def _story(runs: xr.Dataset, story) -> Mapping | None:
-    """The story to open the report with, or None (no story file, or none of its scenarios run)."""
+def _story(runs: xr.Dataset, story) -> tuple[Mapping | None, float | None]:
+    """The story to open the report with (None: no story file, or none of its scenarios run),
+    and the calendar year of the model's time 0 if the story declares it (``origin``)."""
     import tomllib
 
     if story is False:
-        return None
+        return None, None
     if isinstance(story, Mapping):
-        return story
+        return story, _origin(story, "the story")
     if story is None or story is True:
         source = runs.attrs.get("model_file")
         path = Path(str(source)).parent / STORY_FILE if source else None
         if path is None or not path.is_file():
             if story is True:
                 raise DashboardInputError(f"story: no {STORY_FILE} beside the runs' model ({source or 'unknown'})")
-            return None
+            return None, None
         explicit = False
     else:
         path, explicit = Path(story).expanduser(), True
@@ -515,17 +516,31 @@ def _story(runs: xr.Dataset, story) -> Mapping | None:
         told = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise DashboardInputError(f"story: '{path}' cannot be read as TOML: {exc}") from None
-    unknown = sorted(set(told) - {"title", "headline", "against", "window", "choices"})
+    unknown = sorted(set(told) - {"title", "headline", "against", "window", "choices", "origin"})
     if unknown:
         raise DashboardInputError(f"story: '{path}' has unknown key(s) {unknown}; allowed: title, headline, against, "
-                                  "window, choices")
+                                  "window, choices, origin")
+    origin = _origin(told, f"'{path}'")
     if not told.get("headline") or not isinstance(told.get("choices"), Mapping) or not told["choices"]:
+        if set(told) == {"origin"}:
+            return None, origin  # a story file that only dates the model's time
         raise DashboardInputError(f"story: '{path}' needs a 'headline' variable and a [choices] table (scenario = "
                                   "the choice it stands for)")
     names = set(figures.scenario_names(runs)) if "scenario" in runs.dims else set()
     if not explicit and not (names & set(told["choices"])):
-        return None  # runs of other scenarios: the story does not apply
-    return told
+        return None, origin  # runs of other scenarios: the story does not apply
+    return told, origin
+
+
+def _origin(story: Mapping, where: str) -> float | None:
+    """The calendar year a story gives to the model's time 0 (``origin``), checked."""
+    value = story.get("origin")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -10_000 < value < 10_000:
+        raise DashboardInputError(f"story: {where} has origin {value!r}; it must be the calendar year of the model's "
+                                  "time 0, e.g. 1950")
+    return float(value)
 
 
 def build_report(
@@ -580,7 +595,12 @@ def build_report(
     model_name = str(runs.attrs.get("model_name") or "model")
     title = title if title is not None else f"Crisis dynamics: {model_name}"
     sections: list[_Panel] = []
-    told = _story(runs, story)
+    told, origin = _story(runs, story)
+    live_runs = runs
+    if origin is not None:
+        # The model declares its calendar: every figure reads calendar years (the live
+        # levers keep the model's own clock, on which it runs).
+        runs = figures.with_origin(runs, origin)
     if told is not None:
         sections.append(_figure_panel("crossroads", figures.crossroads(runs, told), scenario_aware=True))
     layout = figures.sector_panels(runs, panels)
@@ -592,7 +612,7 @@ def build_report(
         sections.append(_figure_panel("phase", figures.phase_portrait(runs), scenario_aware=True))
     sim = None
     if model is not None:
-        sim = _live_simulator(runs, model)
+        sim = _live_simulator(live_runs, model)
         sections.append(_Panel("live", sim.markup(), blocks=[sim.scripts()]))
     if grid is not None:
         sections.append(_grid_panel(load_dataset(grid, "grid")))

@@ -116,6 +116,35 @@ def test_the_report_opens_with_the_story_before_the_scenarios(tmp_path, runs):
         build_report(ds, story=story)
 
 
+def _array(value) -> np.ndarray:
+    """A trace's x or y from figure JSON: a list, or plotly's base64 typed array."""
+    import base64
+
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value, dtype=float)
+
+
+def test_a_story_with_an_origin_puts_every_figure_on_calendar_years(runs):
+    import json
+
+    events = json.dumps([{"name": "crisis", "start": 10.0, "end": 15.0, "label": "crisis window"}])
+    ds = runs.copy()
+    ds.coords["scenario_events"] = ("scenario", [events] * ds.sizes["scenario"])
+    story = {"headline": "wage share", "against": "baseline", "choices": {"small_orbit": "a small orbit"},
+             "origin": 1950}
+    blocks = _blocks(build_report(ds, story=story))
+    for key in ("fig-crossroads", "fig-trajectories", "fig-comparison"):
+        x = _array(blocks[key]["data"][0]["x"])
+        np.testing.assert_allclose(x, ds["time"].values + 1950, err_msg=key)
+    crossroads = blocks["fig-crossroads"]["layout"]
+    assert any("over years 1960-1965" in a.get("text", "") for a in crossroads["annotations"])
+    assert any(shape.get("x0") == 1960 and shape.get("x1") == 1965 for shape in crossroads["shapes"])
+    assert crossroads["xaxis"]["title"]["text"] == "Time (calendar year)"
+    with pytest.raises(DashboardInputError, match="origin 'x'; it must be the calendar year"):
+        build_report(ds, story={**story, "origin": "x"})
+
+
 def test_a_panel_appears_only_when_its_input_is_given(single_run):
     text = build_report(single_run)
     assert _panels(text) == ["trajectories", "phase", "variables"]
