@@ -460,7 +460,8 @@ def crossroads(ds: xr.Dataset, story: Mapping) -> go.Figure:
     ``story`` (a model's ``story.toml``): ``headline`` (a variable), ``against`` (the
     scenario spared the shock), ``window`` (the declared event over which outcomes are
     measured, default "crisis") and ``choices`` (scenario -> the choice it stands for).
-    Each chosen scenario is drawn in its colour with the counterfactual dashed; the
+    Each chosen scenario is drawn in its colour with the counterfactual dashed (when the
+    runs hold it); the
     scenarios' events (reform, shock, crisis window) are marked; at the window's end each
     line carries its choice and its outcome: the headline's mean over the window against its
     own mean over the ``BEFORE_YEARS`` before it (the scenarios need not share a history
@@ -476,8 +477,8 @@ def crossroads(ds: xr.Dataset, story: Mapping) -> go.Figure:
             f"story: none of the scenarios it names ({', '.join(choices) or 'none'}) is in the runs "
             f"({', '.join(present)})")
     against = str(story.get("against") or "")
-    if against and against not in present:
-        raise DashboardInputError(f"story: the counterfactual scenario '{against}' is not in the runs ({', '.join(present)})")
+    if against not in present:
+        against = ""  # the runs do not hold the counterfactual: the choices are drawn without it
     window_name = str(story.get("window") or "crisis")
     events = scenario_events(ds, chosen)
     window = next((e for e in events if e["name"] == window_name and float(e["end"]) > float(e["start"])), None)

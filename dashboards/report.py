@@ -76,8 +76,8 @@ PANELS = {
 
 _INTRO = {
     "crossroads": ("The crossroads the model is about: the reform, the shock, what each government (or movement) "
-                   "does, and what it comes to. The dashed line is the same economy spared the shock. The sectors "
-                   "follow below."),
+                   "does, and what it comes to. A dashed line, when the runs include it, is the same economy spared "
+                   "the shock. The sectors follow below."),
     "trajectories": "Each panel is a sector of the model; each colour a scenario. Tick scenarios above to show or hide them.",
     "comparison": "Each scenario's trajectory (left) and its difference from the first scenario (right).",
     "phase": "The orbit of the economy in the plane of two variables; the dot marks where each run starts.",

@@ -280,6 +280,9 @@ def test_crossroads_tells_each_choice_and_its_outcome(runs):
         assert f"{change:+.0%} against the 5 years before" in text
     assert fig.layout.title.text == "At the crossroads"
     assert sum(1 for t in fig.data if t.showlegend is not False) <= 8
+    # Without the counterfactual in the runs, the choices are drawn alone.
+    alone = figures.crossroads(ds.sel(scenario=["small_orbit", "strong_unions"]), story)
+    assert [t.meta["scenario"] for t in alone.data if t.mode == "lines"] == ["small_orbit", "strong_unions"]
     with pytest.raises(DashboardInputError, match="none of the scenarios it names"):
         figures.crossroads(ds, {**story, "choices": {"nowhere": "x"}})
     with pytest.raises(DashboardInputError, match="headline variable 'wage shares' is not in the runs"):
