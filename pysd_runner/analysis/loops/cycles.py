@@ -112,7 +112,7 @@ def find_loops(
     --------
     >>> loops = find_loops("models/goodwin/goodwin.mdl")
     >>> [(loop.id, loop.polarity, loop.length) for loop in loops]
-    [('L1', 'B', 11), ('L2', '?', 2), ('L3', '?', 2)]
+    [('B1', 'B', 11), ('S1', '?', 2), ('S2', '?', 2)]
     """
     if not isinstance(model, CompiledModel):
         model = compile_model(model)
