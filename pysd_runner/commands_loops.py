@@ -193,9 +193,10 @@ def loops(model, scenario, sets, dominance, max_length, max_loops, limit, everyt
             click.echo("Strongest loop at each time (the largest share of the change; one loop at a time, "
                        "so the shares add up to 100%):")
             width = max(len(label) for _, label, _ in leaders)
+            named_ids = {str(v) for v in dataset["loop"].values[named]}
             for ident, label, part in leaders:
                 if ident == "other":
-                    flags_of = np.asarray([bool(v) and v not in set(dataset["loop"].values[named]) for v in strongest])
+                    flags_of = np.asarray([bool(v) and v not in named_ids for v in strongest])
                 else:
                     flags_of = np.asarray([v == ident for v in strongest])
                 periods = _periods_text(flag_periods(flags_of, times), everything)
