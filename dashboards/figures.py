@@ -489,10 +489,10 @@ def crossroads(ds: xr.Dataset, story: Mapping) -> go.Figure:
         fig.add_trace(go.Scatter(x=time, y=_time_series(da.sel(scenario=against), "crossroads"), mode="lines",
                                  name=f"{_esc(against)} (no shock)", line={"color": "#777", "dash": "dash"},
                                  meta={"scenario": against, "variable": name}))
-    order = present
     outcomes = []
     for scenario in chosen:
-        color = PALETTE[order.index(scenario) % len(PALETTE)]
+        # The scenario's colour in every other figure (its place among the runs' scenarios).
+        color = PALETTE[present.index(scenario) % len(PALETTE)]
         values = _time_series(da.sel(scenario=scenario), "crossroads")
         fig.add_trace(go.Scatter(x=time, y=values, mode="lines", name=_esc(scenario), line={"color": color, "width": 2.5},
                                  meta={"scenario": scenario, "variable": name}))
