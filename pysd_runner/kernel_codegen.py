@@ -19,7 +19,7 @@ from .compiler import CompiledModel
 __all__ = ["generate", "plan", "KernelPlan", "KernelUnsupported", "engine_error", "KERNEL_VERSION"]
 
 #: Bumped whenever the generated code changes, so stale kernels are never reused.
-KERNEL_VERSION = "4"
+KERNEL_VERSION = "5"
 
 SMALL_VENSIM = 1e-6
 #: PySD's Time.rprec: relative precision for the final time and the save times.
@@ -363,6 +363,40 @@ def _zidz(a, b):
     return a / b
 
 
+@njit(inline="always", error_model="numpy", cache=True)
+def _interp(x, xp, fp):
+    # np.interp at one point. numba's np.interp allocates two arrays on every call, which
+    # cost a quarter of a model step with one lookup; this is the same arithmetic (numba's
+    # copy of numpy's arr_interp, with a plain bisection), so the values are identical.
+    n = xp.shape[0]
+    if n == 1:
+        return fp[0]
+    if np.isnan(x):
+        return x
+    if x > xp[n - 1]:
+        return fp[n - 1]
+    if x < xp[0]:
+        return fp[0]
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = lo + ((hi - lo) >> 1)
+        if x >= xp[mid]:
+            lo = mid + 1
+        else:
+            hi = mid
+    j = lo - 1
+    if j == n - 1 or xp[j] == x:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    y = slope * (x - xp[j]) + fp[j]
+    if np.isnan(y):
+        y = slope * (x - xp[j + 1]) + fp[j + 1]
+        if np.isnan(y) and fp[j] == fp[j + 1]:
+            y = fp[j]
+    return y
+
+
 @njit(error_model="numpy", cache=True)
 def _pulse(t, dt, start, repeat_time, width, magnitude, end):
     # PySD's pulse: width defaults to half a time step, magnitude to 1 per pulse (not per
@@ -380,6 +414,15 @@ def _pulse(t, dt, start, repeat_time, width, magnitude, end):
 
 #: Scalar helpers every generated numba module defines.
 HELPERS = _HELPERS
+
+
+def numba_source(source: str) -> str:
+    """A generated module's source with lookups routed to the allocation-free ``_interp``.
+
+    The plan keeps ``np.interp`` (the browser engine translates it to its own ``_interp``);
+    only the numba modules swap it, so every engine reads the same plan.
+    """
+    return source.replace("np.interp(", "_interp(")
 
 #: Generated lines that set the constants following a time series (a policy) at time ``t``.
 SERIES_LINES = [
@@ -680,4 +723,4 @@ def generate(model: CompiledModel, knockouts: tuple[tuple[str, str], ...] = ()):
     member.append("ok[m] = 2 if redo else (1 if good else 0)")
     body.extend("    " + line for line in member)
     lines.extend("    " + line for line in body)
-    return "\n".join(lines) + "\n", arrays, constants, recordable, p.delays, p.defaults
+    return numba_source("\n".join(lines) + "\n"), arrays, constants, recordable, p.delays, p.defaults

@@ -40,7 +40,8 @@ import numpy as np
 from .compiler import CompiledModel
 from .files import atomic_output, atomic_write
 from .kernel import clock_grid, constant_inputs
-from .kernel_codegen import HELPERS, KERNEL_VERSION, RPREC, SERIES_LINES, SMALL_VENSIM, KernelUnsupported, plan, state_var
+from .kernel_codegen import (HELPERS, KERNEL_VERSION, RPREC, SERIES_LINES, SMALL_VENSIM, KernelUnsupported, numba_source,
+                             plan, state_var)
 
 __all__ = ["Stepper", "StateVariable", "Noise", "stepper_for", "normal_table", "run_inputs"]
 
@@ -201,7 +202,7 @@ def generate_stepper(model: CompiledModel):
     member.append("ok[m] = 2 if redo else (1 if good else 0)")
     body.extend("    " + line for line in member)
     lines.extend("    " + line for line in body)
-    return "\n".join(lines) + "\n", p, states
+    return numba_source("\n".join(lines) + "\n"), p, states
 
 
 @dataclass

@@ -170,3 +170,28 @@ def test_a_knock_out_of_a_link_that_does_not_exist_is_refused_as_before():
     model = compile_model(MODELS / "goodwin" / "goodwin.mdl")
     with pytest.raises(ParameterError):
         run(model, knockout=[("capital_output_ratio", "wage_share")])
+
+
+def test_the_kernels_interp_is_numpys_bit_for_bit():
+    # Generated modules route lookups to an allocation-free _interp (numba's np.interp
+    # allocates two arrays per call). Same arithmetic as numpy's: equal, not just close,
+    # including the ends, the table's own points, repeated x values and NaN.
+    from numba import njit
+
+    from pysd_runner.kernel_codegen import HELPERS, SMALL_VENSIM, numba_source
+
+    namespace = {"np": np, "njit": njit, "SMALL_VENSIM": SMALL_VENSIM}
+    exec(HELPERS.replace("cache=True", "cache=False"), namespace)  # no file to cache to
+    interp = namespace["_interp"]
+    rng = np.random.default_rng(3)
+    tables = [
+        (np.array([0.0]), np.array([2.5])),
+        (np.array([0.0, 1.0]), np.array([1.0, -1.0])),
+        (np.array([0.0, 1.0, 1.0, 2.0, 3.5]), np.array([0.0, 1.0, 3.0, 3.0, -2.0])),
+        (np.sort(rng.uniform(-5, 5, 1001)), rng.standard_normal(1001)),
+    ]
+    for xs, ys in tables:
+        points = np.concatenate([rng.uniform(xs[0] - 2, xs[-1] + 2, 500), xs, [np.nan, np.inf, -np.inf]])
+        got = np.array([interp(x, xs, ys) for x in points])
+        np.testing.assert_array_equal(got, np.interp(points, xs, ys))
+    assert numba_source("y = np.interp(x, A, B)") == "y = _interp(x, A, B)"
