@@ -424,6 +424,7 @@ def numba_source(source: str) -> str:
     """
     return source.replace("np.interp(", "_interp(")
 
+
 #: Generated lines that set the constants following a time series (a policy) at time ``t``.
 SERIES_LINES = [
     "if has_series:",

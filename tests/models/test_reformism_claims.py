@@ -27,6 +27,7 @@ the tests assert the check is False for them, so the checks are shown able to fa
 from __future__ import annotations
 
 import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -430,10 +431,6 @@ def growth(ds, window) -> float:
     return 100 * float(np.log(output[-1] / output[0])) / span
 
 
-def _m(label):
-    return lambda runs: member(runs, label)
-
-
 # Every number a scenario's description quotes, with how to measure it. The report and
 # `crisis scenarios` show these texts to readers, so a number the model no longer produces is
 # a false statement about it. In a phrase, {} is a value quoted to its last digit (it must
@@ -442,65 +439,65 @@ def _m(label):
 DESCRIBED = {
     "baseline": [
         ("welfare per head about {} of output per worker",
-         lambda r: [mean(_m("baseline")(r), "welfare_spending_per_head", AFTER_WARM_UP)]),
+         lambda r: [mean(member(r, "baseline"), "welfare_spending_per_head", AFTER_WARM_UP)]),
         ("after-tax profit rate between about {} and {}",
-         lambda r: [lowest(_m("baseline")(r), "profit_rate", AFTER_WARM_UP), highest(_m("baseline")(r), "profit_rate", AFTER_WARM_UP)]),
+         lambda r: [lowest(member(r, "baseline"), "profit_rate", AFTER_WARM_UP), highest(member(r, "baseline"), "profit_rate", AFTER_WARM_UP)]),
         ("employment rate between {} and {}",
-         lambda r: [lowest(_m("baseline")(r), "employment_rate", AFTER_WARM_UP), highest(_m("baseline")(r), "employment_rate", AFTER_WARM_UP)]),
-        ("some austerity (at most about {})", lambda r: [highest(_m("baseline")(r), "austerity_intensity", AFTER_WARM_UP)]),
+         lambda r: [lowest(member(r, "baseline"), "employment_rate", AFTER_WARM_UP), highest(member(r, "baseline"), "employment_rate", AFTER_WARM_UP)]),
+        ("some austerity (at most about {})", lambda r: [highest(member(r, "baseline"), "austerity_intensity", AFTER_WARM_UP)]),
         ("legitimacy stays between {} and {}",
-         lambda r: [lowest(_m("baseline")(r), "legitimacy", AFTER_WARM_UP), highest(_m("baseline")(r), "legitimacy", AFTER_WARM_UP)]),
-        ("militant minority stays below {<}", lambda r: [highest(_m("baseline")(r), "militant_minority", AFTER_WARM_UP)]),
-        ("break indicator below {<}", lambda r: [highest(_m("baseline")(r), "break_pressure", AFTER_WARM_UP)]),
+         lambda r: [lowest(member(r, "baseline"), "legitimacy", AFTER_WARM_UP), highest(member(r, "baseline"), "legitimacy", AFTER_WARM_UP)]),
+        ("militant minority stays below {<}", lambda r: [highest(member(r, "baseline"), "militant_minority", AFTER_WARM_UP)]),
+        ("break indicator below {<}", lambda r: [highest(member(r, "baseline"), "break_pressure", AFTER_WARM_UP)]),
     ],
     "reform_victory": [
-        ("about {}% a year over years 20-100", lambda r: [growth(_m("reform_victory")(r), AFTER_WARM_UP)]),
+        ("about {}% a year over years 20-100", lambda r: [growth(member(r, "reform_victory"), AFTER_WARM_UP)]),
         ("welfare per head averages about {} against {} in the baseline",
-         lambda r: [mean(_m(label)(r), "welfare_spending_per_head", (30, 45)) for label in ("reform_victory", "baseline")]),
+         lambda r: [mean(member(r, label), "welfare_spending_per_head", (30, 45)) for label in ("reform_victory", "baseline")]),
         ("tax revenue about {}% of output against {}%",
-         lambda r: [100 * mean(_m(label)(r), "tax_revenue_share", (30, 45)) for label in ("reform_victory", "baseline")]),
+         lambda r: [100 * mean(member(r, label), "tax_revenue_share", (30, 45)) for label in ("reform_victory", "baseline")]),
         ("public debt stays between {} and {} years",
-         lambda r: [lowest(_m("reform_victory")(r), "public_debt_ratio", AFTER_WARM_UP),
-                    highest(_m("reform_victory")(r), "public_debt_ratio", AFTER_WARM_UP)]),
+         lambda r: [lowest(member(r, "reform_victory"), "public_debt_ratio", AFTER_WARM_UP),
+                    highest(member(r, "reform_victory"), "public_debt_ratio", AFTER_WARM_UP)]),
     ],
     "recession_austerity": [
         ("tax revenue falls to about {}% below", lambda r: [tax_fall(r, "austerity")]),
-        ("(up to about {})", lambda r: [highest(_m("austerity")(r), "austerity_intensity", CROSSROADS)]),
+        ("(up to about {})", lambda r: [highest(member(r, "austerity"), "austerity_intensity", CROSSROADS)]),
         ("about {} in the five years before the shock and {} on average over the two decades after it",
-         lambda r: [mean(_m("austerity")(r), "welfare_spending_per_head", window) for window in (BEFORE, CROSSROADS)]),
+         lambda r: [mean(member(r, "austerity"), "welfare_spending_per_head", window) for window in (BEFORE, CROSSROADS)]),
         ("still about {}% below the same economy without the shock",
-         lambda r: [100 * lasting_loss(_m("austerity")(r), _m("austerity_no_shock")(r))]),
-        ("down to about {}", lambda r: [lowest(_m("austerity")(r), "legitimacy", (SHOCK, 100))]),
+         lambda r: [100 * lasting_loss(member(r, "austerity"), member(r, "austerity_no_shock"))]),
+        ("down to about {}", lambda r: [lowest(member(r, "austerity"), "legitimacy", (SHOCK, 100))]),
     ],
     "recession_hold_the_line": [
         ("already about {} years of output before the shock, rises to about {}",
-         lambda r: [mean(_m("hold")(r), "public_debt_ratio", BEFORE), highest(_m("hold")(r), "public_debt_ratio", CROSSROADS)]),
+         lambda r: [mean(member(r, "hold"), "public_debt_ratio", BEFORE), highest(member(r, "hold"), "public_debt_ratio", CROSSROADS)]),
         ("business confidence falls from about {} to {}",
-         lambda r: [mean(_m("hold")(r), "business_confidence", BEFORE), lowest(_m("hold")(r), "business_confidence", CROSSROADS)]),
+         lambda r: [mean(member(r, "hold"), "business_confidence", BEFORE), lowest(member(r, "hold"), "business_confidence", CROSSROADS)]),
         ("(about {} against {})",
-         lambda r: [highest(_m(label)(r), "unemployment_rate", CROSSROADS) for label in ("hold", "austerity")]),
+         lambda r: [highest(member(r, label), "unemployment_rate", CROSSROADS) for label in ("hold", "austerity")]),
         ("averages about {} over the two decades after the shock, against {} in the five years before it",
-         lambda r: [mean(_m("hold")(r), "welfare_spending_per_head", window) for window in (CROSSROADS, BEFORE)]),
+         lambda r: [mean(member(r, "hold"), "welfare_spending_per_head", window) for window in (CROSSROADS, BEFORE)]),
         ("within about {}% of the same economy without the shock",
-         lambda r: [100 * lasting_loss(_m("hold")(r), _m("hold_no_shock")(r))]),
+         lambda r: [100 * lasting_loss(member(r, "hold"), member(r, "hold_no_shock"))]),
     ],
     "militant_minority": [
         ("its peak is about {}, against {} in recession_austerity",
-         lambda r: [highest(_m(label)(r), "austerity_intensity", CROSSROADS) for label in ("militant", "austerity")]),
-        ("pre-shock level of about {}", lambda r: [mean(_m("militant")(r), "welfare_spending_per_head", BEFORE)]),
+         lambda r: [highest(member(r, label), "austerity_intensity", CROSSROADS) for label in ("militant", "austerity")]),
+        ("pre-shock level of about {}", lambda r: [mean(member(r, "militant"), "welfare_spending_per_head", BEFORE)]),
         ("about {} on average over the two decades from the shock, against about {} in recession_austerity and {} in",
-         lambda r: [mean(_m(label)(r), "welfare_spending_per_head", CROSSROADS) for label in ("militant", "austerity", "hold")]),
+         lambda r: [mean(member(r, label), "welfare_spending_per_head", CROSSROADS) for label in ("militant", "austerity", "hold")]),
         ("a peak of about {}, against {} under austerity",
-         lambda r: [highest(_m(label)(r), "strike_activity", (SHOCK, SHOCK + 15)) for label in ("militant", "austerity")]),
-        ("(to about {})", lambda r: [highest(_m("militant")(r), "break_pressure", (0, 100))]),
+         lambda r: [highest(member(r, label), "strike_activity", (SHOCK, SHOCK + 15)) for label in ("militant", "austerity")]),
+        ("(to about {})", lambda r: [highest(member(r, "militant"), "break_pressure", (0, 100))]),
         ("falls back (about {}, against {} with",
-         lambda r: [mean(_m(label)(r), "welfare_spending_per_head", CROSSROADS) for label in ("extreme_organised", "very_organised")]),
+         lambda r: [mean(member(r, label), "welfare_spending_per_head", CROSSROADS) for label in ("extreme_organised", "very_organised")]),
     ],
     "gradualist_world": [
         ("about {} on average over the two decades after the shock, against {} in the five years before it",
-         lambda r: [mean(_m("gradualist")(r), "welfare_spending_per_head", window) for window in (CROSSROADS, BEFORE)]),
-        ("legitimacy stays above {>}", lambda r: [lowest(_m("gradualist")(r), "legitimacy", AFTER_WARM_UP)]),
-        ("militant minority stays below {<}", lambda r: [highest(_m("gradualist")(r), "militant_minority", AFTER_WARM_UP)]),
+         lambda r: [mean(member(r, "gradualist"), "welfare_spending_per_head", window) for window in (CROSSROADS, BEFORE)]),
+        ("legitimacy stays above {>}", lambda r: [lowest(member(r, "gradualist"), "legitimacy", AFTER_WARM_UP)]),
+        ("militant minority stays below {<}", lambda r: [highest(member(r, "gradualist"), "militant_minority", AFTER_WARM_UP)]),
     ],
 }
 
