@@ -89,6 +89,9 @@ class StateSpaceFilter:
         self.spec = problem.spec
         self.settings = settings
         self.seed = int(seed)
+        #: Step members of one parameter set in SIMD lanes (the stepper's block function);
+        #: False steps them one by one (the benchmark's baseline).
+        self.vector = True
         model = self.spec.model
         try:
             self.stepper = stepper_for(model)
@@ -266,7 +269,7 @@ class StateSpaceFilter:
             if kj > k_prev:
                 Sb, h = perturbed(x)
                 Q0 = q_matrix(x)
-                self.stepper.advance(big, self.clock, self.dt, k_prev, kj, Sb, outputs=np.empty(0, np.int64))
+                self.stepper.advance(big, self.clock, self.dt, k_prev, kj, Sb, outputs=np.empty(0, np.int64), vector=self.vector)
                 Sb = Sb.reshape(B, m, -1)
                 end = Sb[:, 0, :]
                 F = (Sb[:, 1:, :][:, :, dyn] - end[:, None, dyn]).transpose(0, 2, 1) / h[:, None, :]
@@ -282,7 +285,7 @@ class StateSpaceFilter:
                 k_prev = kj
             # Observation: the measured outputs and their Jacobian at the predicted state.
             Sb, h = perturbed(x)
-            y, ok = self.stepper.advance(big, self.clock, self.dt, kj, kj, Sb, outputs=self.outputs)
+            y, ok = self.stepper.advance(big, self.clock, self.dt, kj, kj, Sb, outputs=self.outputs, vector=self.vector)
             ymeas = self._measure(values, y.reshape(B, m, -1))
             base = ymeas[:, 0, :]
             H = (ymeas[:, 1:, :] - base[:, None, :]).transpose(0, 2, 1) / h[:, None, :]
@@ -380,7 +383,7 @@ class StateSpaceFilter:
         for j in range(T):
             kj = int(self.steps[j])
             y, ok = self.stepper.advance(inputs, self.clock, self.dt, k_prev, kj, S, noise=noise, table=self.table,
-                                         outputs=self.outputs)
+                                         outputs=self.outputs, vector=self.vector)
             k_prev = kj
             ymeas = self._measure(values, y.reshape(B, N, -1))          # (B, N, series)
             good = ok.reshape(B, N) & np.isfinite(ymeas).all(axis=2)
@@ -455,7 +458,8 @@ class StateSpaceFilter:
         raw = np.full((self.times.size, len(self.problem.targets)), np.nan)
         k_prev = 0
         for j, kj in enumerate(self.steps):
-            y, ok = self.stepper.advance(inputs, self.clock, self.dt, k_prev, int(kj), S, outputs=self.outputs)
+            y, ok = self.stepper.advance(inputs, self.clock, self.dt, k_prev, int(kj), S, outputs=self.outputs,
+                                         vector=self.vector)
             k_prev = int(kj)
             raw[j] = y[0] if ok[0] else np.nan
         out = []
@@ -496,7 +500,7 @@ class StateSpaceFilter:
             noise = Noise(self.noise_states, self._noise_sd(values), self.noise_log, key, np.arange(J))
             kj = int(self.steps[j])
             y, ok = self.stepper.advance(inputs, self.clock, self.dt, k_prev, kj, S, noise=noise, table=self.table,
-                                         outputs=self.outputs)
+                                         outputs=self.outputs, vector=self.vector)
             k_prev = kj
             data = self.obs_data[:, j]
             have = np.isfinite(data)

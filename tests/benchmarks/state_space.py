@@ -10,6 +10,8 @@ Figures (issue "State-space calibration" targets in brackets), on the spec's mod
 - one particle-filter likelihood with 2,000 particles  [<= 1 s];
 - the whole filtered fit as shipped (differential evolution, polish, profile intervals, the
   outputs)  [< 5 minutes];
+- the same two likelihoods with the members stepped one by one (``vector = False``: no SIMD
+  block function), in the same run;
 - the ratio of one likelihood against the same filter over plain PySD runs: each observation
   interval restarted from the filter's states with ``model.run(initial_condition=...)``, one run
   per Kalman difference member or per particle. The plain filter is timed over its first
@@ -100,6 +102,11 @@ def measure(spec_path: Path, particles: int, fit: bool) -> dict:
     particle = _filter(spec, "particle", particles)
     kalman_seconds = _timed(lambda: kalman.loglike(values))
     particle_seconds = _timed(lambda: particle.loglike(values), repeats=2)
+    # The same filters with members stepped one by one (no SIMD block function).
+    kalman.vector = particle.vector = False
+    kalman_scalar = _timed(lambda: kalman.loglike(values))
+    particle_scalar = _timed(lambda: particle.loglike(values), repeats=2)
+    kalman.vector = particle.vector = True
     members_k = 1 + kalman.dynamic.size
     plain_k = _plain_seconds(kalman, values, members_k)
     # The plain particle filter: time the same runs per particle (a run per particle per interval).
@@ -113,6 +120,8 @@ def measure(spec_path: Path, particles: int, fit: bool) -> dict:
         "states": len(kalman.stepper.states),
         "kalman_seconds": kalman_seconds,
         "particle_seconds": particle_seconds,
+        "kalman_member_by_member_seconds": kalman_scalar,
+        "particle_member_by_member_seconds": particle_scalar,
         "particles": particles,
         "plain_pysd_kalman_seconds": plain_k,
         "plain_pysd_particle_seconds": plain_p,
@@ -145,6 +154,10 @@ def main(argv=None) -> int:
     print(f"  one particle likelihood ({row['particles']}): {row['particle_seconds']:8.3f} s  (target <= "
           f"{TARGETS['particle_seconds']} s); plain PySD {row['plain_pysd_particle_seconds']:8.0f} s: "
           f"{row['particle_speedup']:,.0f}x")
+    print(f"  the same, members stepped one by one (no SIMD blocks): Kalman {row['kalman_member_by_member_seconds']:.3f} s "
+          f"({row['kalman_member_by_member_seconds'] / row['kalman_seconds']:.1f}x), particle "
+          f"{row['particle_member_by_member_seconds']:.3f} s "
+          f"({row['particle_member_by_member_seconds'] / row['particle_seconds']:.1f}x)")
     if "fit_seconds" in row:
         print(f"  whole filtered fit:             {row['fit_seconds']:8.1f} s  (target < {TARGETS['fit_seconds']:g} s), "
               f"log-likelihood {row['fit_loglike']:.2f}, {row['fit_evaluations']:,} evaluations")
