@@ -14,9 +14,16 @@ that the loop body must be free of calls LLVM cannot widen and of loads it canno
   bisection of fixed depth, then the same interpolation as numpy's;
 - the constants of the block are scalars before the time loop, and the noise of a step is
   drawn (from the same hashed table as ``advance``) into a row per stock before the member
-  loop.
+  loop;
+- the function is compiled with LLVM's ``contract`` and ``arcp`` flags (fused multiply-adds,
+  division by a constant as multiplication by its reciprocal), each within an ulp.
 
-Nothing here changes what a model computes; a model whose code does not vectorise still runs,
+LLVM runs the members that do not fill a vector in a scalar copy of the loop, whose
+roundings can differ in the last bit; :class:`~pysd_runner.stepper.Stepper` cuts blocks for
+its threads so that these are always the same members, and results do not depend on the
+number of threads.
+
+Nothing here changes a model's equations; a model whose code does not vectorise still runs,
 only without the speed-up. :class:`pysd_runner.stepper.Stepper` chooses the block function
 for members that share their constants and noise levels (``vector=False`` turns it off).
 """
@@ -219,10 +226,10 @@ def allow_alias_checks() -> None:
     """Let LLVM vectorise a loop that needs many runtime alias checks.
 
     The block function stores every state's row and reads the noise rows; LLVM proves these do
-    not overlap by a check per pair at the loop's entry (once per time step, a few hundred
+    not overlap by a check per pair at the loop's entry (once per time step, several hundred
     comparisons against a body run over thousands of members), but by default gives up above
-    8 pairs. The options are process-wide; they only let more loops vectorise, and a
-    vectorised elementwise loop computes exactly what the scalar one does.
+    8 pairs. The options are process-wide; they only let more loops vectorise, and without
+    fast-math flags a vectorised elementwise loop computes exactly what the scalar one does.
     """
     global _ALIAS_CHECKS
     if _ALIAS_CHECKS:
