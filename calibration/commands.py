@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import click
@@ -354,7 +355,10 @@ def data_show(series, country, window, output, fred_url):
 @click.option("--facts", "facts_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Facts file (default: facts.toml beside the model).")
 @click.option("--markdown", is_flag=True, help="Print the table as Markdown (for a model README).")
-def facts_command(model, scenarios, facts_path, markdown):
+@click.option("--histories", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Also run each scenario over N histories of the model's random impulses (the facts "
+                   "file's [histories] table) and print the share of them that meet each fact.")
+def facts_command(model, scenarios, facts_path, markdown, histories):
     """Judge a model against the stylized facts of the postwar US economy.
 
     Each fact (cycle length, unemployment range, output declines, growth, profit-rate
@@ -365,13 +369,28 @@ def facts_command(model, scenarios, facts_path, markdown):
     file does not list as a known failure.
 
     \b
+    With --histories N, each scenario also runs over N histories of its random
+    impulses, and a second table gives the share of them that meet each fact, with
+    the median statistic: whether a failure is typical of the model or a tail event
+    of the one history the first table judges.
+
+    \b
     Example:
       crisis facts models/reformism/reformism.mdl
       crisis facts models/reformism/reformism.mdl -s baseline --markdown
+      crisis facts models/reformism/reformism.mdl --histories 60
     """
     from pysd_runner import compile_model, list_scenarios, run_scenarios, scenarios_on_one_axis
 
-    from .facts import facts_table, judge, load_facts_spec, model_facts_path, unexpected
+    from .facts import (
+        facts_table,
+        histories_table,
+        judge,
+        judge_histories,
+        load_facts_spec,
+        model_facts_path,
+        unexpected,
+    )
 
     spec = load_facts_spec(facts_path or model_facts_path(model))
     compiled = compile_model(model)
@@ -393,6 +412,11 @@ def facts_command(model, scenarios, facts_path, markdown):
     surprises = unexpected(results, spec)
     for scenario, fact, what in surprises:
         click.echo(f"  {scenario}: {fact} {what}", err=True)
+    if histories:
+        many = judge_histories(compiled, names or None, spec, histories, progress=sys.stderr.isatty())
+        click.echo("")
+        for line in histories_table(many, markdown=markdown):
+            click.echo(line)
     failing = sum(what == "fails" for _, _, what in surprises)
     if failing:
         raise click.ClickException(f"{failing} fact(s) fail that {spec.path.name} does not list under "

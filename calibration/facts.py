@@ -24,6 +24,17 @@ warm-up is, in ``facts.toml``. A scenario's crisis window is the ``crisis`` wind
     crisis = [45, 60]                  # the shock and its aftermath: judged by the crisis bounds
     [known_failures.baseline]          # facts the model does not yet meet, each with the evidence
     output_declines = "output never falls: ..."
+    [histories]                        # optional: the model's random history, for `--histories`
+    parameter = "demand noise realisation"   # the constant that picks a history (a seed)
+    spacing = 11                       # history i sets it to i x spacing
+
+The facts are judged on each scenario's own run, one history of the model's random
+impulses. A stochastic model's extremes (its highest unemployment, say) depend on that
+draw, just as the US record is one draw; ``judge_histories`` runs each scenario over many
+histories and reports, for each fact, the share of them that meet it and the median of
+the statistic, so a failure can be told apart as typical of the model or as a tail event
+of the shipped history. Histories that start ``spacing`` years apart in one noise table
+overlap when the run is longer than that: they are distinct draws, not independent ones.
 
 ``known_failures`` is a ratchet: the tests fail when a listed fact starts to pass (take
 it off the list) and when an unlisted one fails, so the table in the model's README and
@@ -54,7 +65,8 @@ import xarray as xr
 
 from .errors import SpecError, did_you_mean
 
-__all__ = ["Fact", "FactsSpec", "data_facts", "load_facts_spec", "measure", "judge", "FactResult", "CONCEPTS"]
+__all__ = ["Fact", "FactsSpec", "data_facts", "load_facts_spec", "measure", "judge", "FactResult", "CONCEPTS",
+           "HistoriesResult", "judge_histories", "histories_table"]
 
 #: Concepts a model can map to its variables.
 CONCEPTS = {
@@ -238,6 +250,10 @@ class FactsSpec:
     variables: dict[str, str]
     crisis: dict[str, tuple[float, float]]
     known_failures: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The constant that selects one history of the model's random impulses, and the step
+    #: between histories (``[histories]``); None when the facts file has no such table.
+    history_parameter: str | None = None
+    history_spacing: float = 1.0
 
 
 def load_facts_spec(path: str | Path) -> FactsSpec:
@@ -249,7 +265,7 @@ def load_facts_spec(path: str | Path) -> FactsSpec:
         raise SpecError(f"facts file '{path}' does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"facts file '{path}' is not valid TOML: {exc}") from None
-    allowed = {"description", "warm_up", "variables", "scenarios", "known_failures"}
+    allowed = {"description", "warm_up", "variables", "scenarios", "known_failures", "histories"}
     for key in raw:
         if key not in allowed:
             raise SpecError(f"facts file '{path}': unknown key '{key}'.{did_you_mean(key, allowed)} "
@@ -285,7 +301,19 @@ def load_facts_spec(path: str | Path) -> FactsSpec:
                 raise SpecError(f"facts file '{path}': [known_failures.{scenario}] {fact} needs the evidence, "
                                 "a non-empty string")
         known[scenario] = dict(table)
-    return FactsSpec(path, str(raw.get("description", "")), float(warm_up), dict(variables), crisis, known)
+    histories = raw.get("histories", {})
+    if not isinstance(histories, dict) or set(histories) - {"parameter", "spacing"}:
+        raise SpecError(f"facts file '{path}': [histories] takes parameter = \"<constant>\" and spacing = <years>; "
+                        f"got {histories!r}")
+    parameter = histories.get("parameter")
+    if histories and (not isinstance(parameter, str) or not parameter.strip()):
+        raise SpecError(f"facts file '{path}': [histories] parameter must name the model constant that picks "
+                        f"a history (a seed or a noise offset); got {parameter!r}")
+    spacing = histories.get("spacing", 1)
+    if not isinstance(spacing, (int, float)) or isinstance(spacing, bool) or not spacing > 0:
+        raise SpecError(f"facts file '{path}': [histories] spacing must be a positive number; got {spacing!r}")
+    return FactsSpec(path, str(raw.get("description", "")), float(warm_up), dict(variables), crisis, known,
+                     parameter, float(spacing))
 
 
 def crisis_event(ds: xr.Dataset) -> tuple[float, float] | None:
@@ -418,6 +446,97 @@ def unexpected(results: Mapping[str, list[FactResult]], spec: FactsSpec) -> list
             elif r.passed and r.fact.name in known:
                 out.append((scenario, r.fact.name, "now passes: take it off known_failures"))
     return out
+
+
+# --------------------------------------------------------------------------- many histories
+
+@dataclass(frozen=True)
+class HistoriesResult:
+    """One fact over many histories of a scenario: the share that meet it and the median."""
+
+    fact: Fact
+    share: float | None  # None: not applicable
+    median: float | tuple[float, float] | None
+    count: int
+
+    def text(self) -> str:
+        if self.share is None:
+            return "n/a"
+        return f"{self.share:.0%} ({format_value(self.median)})"
+
+
+def judge_histories(model, scenarios: list[str] | None, spec: FactsSpec, count: int,
+                    *, progress: bool = False) -> dict[str, list[HistoriesResult]]:
+    """Each scenario run over ``count`` histories of its random impulses (history ``i``
+    sets the facts file's ``[histories] parameter`` to ``i x spacing``; history 0 is the
+    model's default when that default is 0), every fact measured on each.
+
+    Returns scenario name -> one :class:`HistoriesResult` per fact. The histories of a
+    scenario run as one vectorised ensemble. For a range, the median is that of the
+    lowest and of the highest values.
+    """
+    from pysd_runner import CompiledModel, compile_model, run_ensemble
+
+    if spec.history_parameter is None:
+        raise SpecError(f"facts file '{spec.path}' has no [histories] table: add parameter = \"<constant that "
+                        "picks a history>\" and spacing = <years> to judge many histories")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise SpecError(f"the number of histories must be a positive whole number; got {count!r}")
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
+    try:
+        element = model.resolve(spec.history_parameter)
+    except Exception as exc:  # noqa: BLE001 - the resolver's own message names the candidates
+        raise SpecError(f"facts file '{spec.path}': [histories] parameter: {exc}") from None
+    if element.kind != "constant":
+        raise SpecError(f"facts file '{spec.path}': [histories] parameter '{element.name}' is not a constant "
+                        f"(it is {element.kind}); it must be a constant that picks a history (a seed or a noise offset)")
+    values = np.arange(count) * spec.history_spacing
+    high = element.limits[1]
+    if high is not None and values[-1] > high:
+        raise SpecError(f"{count} histories {spec.history_spacing:g} apart need '{element.name}' up to "
+                        f"{values[-1]:g}, above the top of its range {element.range_text}: use at most "
+                        f"{int(high // spec.history_spacing) + 1} histories or a smaller spacing")
+    variables = sorted({model.resolve(v).py_name for v in spec.variables.values()})
+    facts = data_facts()
+    out = {}
+    for name in scenarios or [None]:
+        ds = run_ensemble(model, {element.py_name: values}, scenario=name, variables=variables,
+                          progress=progress)
+        member_dim = next(d for d in ds[variables[0]].dims if d != "time")
+        runs = [measure(ds.isel({member_dim: i}), spec, name, facts) for i in range(count)]
+        rows = []
+        for j, fact in enumerate(facts.values()):
+            if runs[0][j].passed is None:
+                rows.append(HistoriesResult(fact, None, None, count))
+                continue
+            share = float(np.mean([r[j].passed for r in runs]))
+            measured = [r[j].value for r in runs]
+            if isinstance(measured[0], tuple):
+                median = (float(np.median([v[0] for v in measured])), float(np.median([v[1] for v in measured])))
+            else:
+                median = float(np.median(measured))
+            rows.append(HistoriesResult(fact, share, median, count))
+        out[name or "run"] = rows
+    return out
+
+
+def histories_table(results: Mapping[str, list[HistoriesResult]], markdown: bool = False) -> list[str]:
+    """One row per fact: its band and, for each scenario, the share of histories meeting
+    it with the median statistic in brackets."""
+    scenarios = list(results)
+    facts = [r.fact for r in next(iter(results.values()))]
+    count = next(iter(results.values()))[0].count
+    header = ["fact", "band", *scenarios]
+    rows = [[fact.name, format_value(fact.band), *(results[s][i].text() for s in scenarios)]
+            for i, fact in enumerate(facts)]
+    if markdown:
+        lines = [f"Share of {count} histories meeting each fact (median in brackets):", "",
+                 "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    widths = [max(len(str(r[j])) for r in [header, *rows]) for j in range(len(header))]
+    lines = [f"Share of {count} histories meeting each fact (median in brackets):"]
+    return lines + ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
 
 
 def model_facts_path(model_path: str | Path) -> Path:

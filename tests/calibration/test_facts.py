@@ -18,7 +18,9 @@ from calibration.facts import (
     decline_frequency,
     growth,
     growth_range,
+    histories_table,
     hp_volatility,
+    judge_histories,
     load_facts_spec,
     measure,
     unexpected,
@@ -209,11 +211,81 @@ def test_known_failures_are_a_ratchet(tmp_path):
     ('[known_failures.s]\ngrowht = "x"\n', "names unknown fact 'growht'. Did you mean 'growth'?"),
     ('[known_failures.s]\ngrowth = ""\n', "growth needs the evidence"),
     ("warm_up = [\n", "is not valid TOML"),
+    ("[histories]\nspacing = 11\n", "[histories] parameter must name the model constant"),
+    ('[histories]\nparameter = "seed"\nspacing = 0\n', "[histories] spacing must be a positive number"),
+    ('[histories]\nparameter = "seed"\nstep = 2\n', "[histories] takes parameter ="),
 ])
 def test_bad_facts_files_are_named_with_what_is_allowed(tmp_path, text, fragment):
     with pytest.raises(SpecError) as info:
         _spec(tmp_path, text)
     assert fragment in str(info.value) and "facts.toml" in str(info.value)
+
+
+# --------------------------------------------------------------------------- many histories
+
+def _histories_spec(tmp_path, histories='[histories]\nparameter = "demand noise realisation"\nspacing = 11\n'):
+    shipped = (REFORMISM.parent / "facts.toml").read_text().split("[histories]")[0]
+    return _spec(tmp_path, shipped + histories)
+
+
+def test_histories_agree_with_separate_runs_of_each_history(tmp_path):
+    # The ensemble over histories against one scalar run per history: the same shares and
+    # medians. militant_minority fails its unemployment fact in history 0 (the shipped run).
+    from pysd_runner import compile_model, run
+
+    spec = _histories_spec(tmp_path)
+    model = compile_model(REFORMISM)
+    variables = sorted({model.resolve(v).py_name for v in spec.variables.values()})
+    count = 4
+    many = judge_histories(model, ["militant_minority"], spec, count)["militant_minority"]
+    runs = [measure(run(model, scenario="militant_minority", variables=variables,
+                        params={"demand noise realisation": 11.0 * i}), spec, "militant_minority")
+            for i in range(count)]
+    for j, row in enumerate(many):
+        assert row.count == count
+        assert row.share == pytest.approx(np.mean([r[j].passed for r in runs])), row.fact.name
+        values = [r[j].value for r in runs]
+        if isinstance(values[0], tuple):
+            expected = (np.median([v[0] for v in values]), np.median([v[1] for v in values]))
+            assert row.median == pytest.approx(expected, rel=1e-9, abs=1e-12), row.fact.name
+        else:
+            assert row.median == pytest.approx(np.median(values), rel=1e-9, abs=1e-12), row.fact.name
+    # One history is the shipped run itself.
+    one = {r.fact.name: r for r in judge_histories(model, ["militant_minority"], spec, 1)["militant_minority"]}
+    shipped = {r.fact.name: r for r in runs[0]}
+    assert one["unemployment_range"].share == 0.0 and shipped["unemployment_range"].passed is False
+    assert one["growth"].median == pytest.approx(shipped["growth"].value, rel=1e-9)
+
+
+def test_histories_table_gives_share_and_median_and_not_applicable(tmp_path):
+    spec = _spec(tmp_path, '[variables]\nunemployment_rate = "unemployment rate"\n'
+                           '[histories]\nparameter = "demand noise realisation"\nspacing = 11\n')
+    results = judge_histories(REFORMISM, ["baseline"], spec, 3)
+    rows = {r.fact.name: r for r in results["baseline"]}
+    assert rows["growth"].share is None and rows["growth"].text() == "n/a"
+    assert 0.0 <= rows["unemployment_range"].share <= 1.0
+    lines = histories_table(results, markdown=True)
+    assert lines[0] == "Share of 3 histories meeting each fact (median in brackets):"
+    assert lines[2] == "| fact | band | baseline |"
+    row = next(line for line in lines if line.startswith("| unemployment_range |"))
+    low, high = rows["unemployment_range"].median
+    assert f"% ({low:.3g} to {high:.3g}) |" in row
+
+
+@pytest.mark.parametrize("histories, count, fragment", [
+    ("", 3, "has no [histories] table"),
+    ('[histories]\nparameter = "unemployment rate"\nspacing = 1\n', 3,
+     "'unemployment rate' is not a constant (it is auxiliary)"),
+    ('[histories]\nparameter = "demand noise realisaton"\nspacing = 1\n', 3, "demand noise realisaton"),
+    ('[histories]\nparameter = "demand noise realisation"\nspacing = 11\n', 70,
+     "need 'demand noise realisation' up to 759, above the top of its range [0, 700]: use at most 64"),
+    ('[histories]\nparameter = "demand noise realisation"\nspacing = 11\n', 0, "positive whole number"),
+])
+def test_bad_histories_are_named_with_what_is_allowed(tmp_path, histories, count, fragment):
+    spec = _histories_spec(tmp_path, histories)
+    with pytest.raises(SpecError) as info:
+        judge_histories(REFORMISM, ["baseline"], spec, count)
+    assert fragment in str(info.value)
 
 
 # --------------------------------------------------------------------------- the command
@@ -245,3 +317,15 @@ def test_shipped_facts_file_holds_for_the_reformism_baseline():
 def test_facts_command_names_a_missing_facts_file(tmp_path):
     result = CliRunner().invoke(main, ["facts", str(REFORMISM), "--facts", str(tmp_path / "none.toml")])
     assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_facts_command_judges_many_histories(tmp_path):
+    result = CliRunner().invoke(main, ["facts", str(REFORMISM), "-s", "baseline", "--histories", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    start = lines.index("Share of 2 histories meeting each fact (median in brackets):")
+    assert lines[start + 1].split() == ["fact", "band", "baseline"]
+    assert len(lines) - start - 2 == 9  # one row per fact
+    result = CliRunner().invoke(main, ["facts", str(REFORMISM), "-s", "baseline", "--histories", "65"])
+    assert result.exit_code == 1 and "use at most 64 histories" in result.output
+    assert "Traceback" not in result.output

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from calibration.facts import facts_table, judge, load_facts_spec, unexpected
+from calibration.facts import facts_table, histories_table, judge, judge_histories, load_facts_spec, unexpected
 from pysd_runner import compile_model, list_scenarios, run_scenarios, scenarios_on_one_axis
 
 from ..conftest import MODELS
@@ -55,3 +55,38 @@ def test_model_readme_holds_the_current_table_of_facts(judged):
     assert not missing, ("the README's table of facts is out of date; paste the output of "
                          f"`crisis facts {folder.relative_to(MODELS.parent)}/{folder.name}.mdl --markdown`:\n"
                          + "\n".join(missing))
+
+
+#: Histories in the model README's second table (``crisis facts MODEL --histories 60``).
+README_HISTORIES = 60
+#: Models whose facts file says which constant picks a history of their random impulses.
+HISTORY_MODELS = [name for name in FACT_MODELS
+                  if load_facts_spec(MODELS / name / "facts.toml").history_parameter is not None]
+
+
+def test_the_stochastic_model_has_a_histories_table():
+    assert "reformism" in HISTORY_MODELS
+
+
+@pytest.mark.parametrize("name", HISTORY_MODELS)
+def test_model_readme_holds_the_current_table_of_histories(name):
+    folder = MODELS / name
+    model = compile_model(next(folder.glob("*.mdl")))
+    spec = load_facts_spec(folder / "facts.toml")
+    names, _ = scenarios_on_one_axis(model, list_scenarios(model), {})
+    variables = sorted({model.resolve(v).py_name for v in spec.variables.values()})
+    results = judge(run_scenarios(model, names, variables=variables), spec)
+    many = judge_histories(model, list(results), spec, README_HISTORIES)
+    readme = (folder / "README.md").read_text()
+    missing = [line for line in histories_table(many, markdown=True) if line and line not in readme]
+    assert not missing, ("the README's table of histories is out of date; paste the output of "
+                         f"`crisis facts {folder.relative_to(MODELS.parent)}/{folder.name}.mdl --histories "
+                         f"{README_HISTORIES} --markdown`:\n" + "\n".join(missing))
+    # History 0 is the run the first table judges: a fact it fails cannot be met by every
+    # history, and one it meets by none.
+    for scenario, rows in results.items():
+        for one, row in zip(rows, many[scenario]):
+            if one.passed is False:
+                assert row.share < 1, (scenario, one.fact.name)
+            if one.passed is True:
+                assert row.share > 0, (scenario, one.fact.name)
