@@ -385,6 +385,7 @@ def facts_command(model, scenarios, facts_path, markdown, histories):
     from .facts import (
         facts_table,
         histories_table,
+        history_values,
         judge,
         judge_histories,
         load_facts_spec,
@@ -394,6 +395,8 @@ def facts_command(model, scenarios, facts_path, markdown, histories):
 
     spec = load_facts_spec(facts_path or model_facts_path(model))
     compiled = compile_model(model)
+    if histories:  # a bad [histories] table or count fails before the first table is run
+        history_values(compiled, spec, histories)
     names = list(scenarios) or list_scenarios(compiled)
     if len(names) > 1:
         names, notes = scenarios_on_one_axis(compiled, names, {})

@@ -465,25 +465,15 @@ class HistoriesResult:
         return f"{self.share:.0%} ({format_value(self.median)})"
 
 
-def judge_histories(model, scenarios: list[str] | None, spec: FactsSpec, count: int,
-                    *, progress: bool = False) -> dict[str, list[HistoriesResult]]:
-    """Each scenario run over ``count`` histories of its random impulses (history ``i``
-    sets the facts file's ``[histories] parameter`` to ``i x spacing``; history 0 is the
-    model's default when that default is 0), every fact measured on each.
-
-    Returns scenario name -> one :class:`HistoriesResult` per fact. The histories of a
-    scenario run as one vectorised ensemble. For a range, the median is that of the
-    lowest and of the highest values.
-    """
-    from pysd_runner import CompiledModel, compile_model, run_ensemble
-
+def history_values(model, spec: FactsSpec, count: int) -> tuple[str, np.ndarray]:
+    """The constant that picks a history (its Python name) and its value in each of ``count``
+    histories; a :class:`SpecError` that says what is allowed if the facts file, the model
+    or ``count`` cannot give them. ``model`` is a compiled model."""
     if spec.history_parameter is None:
         raise SpecError(f"facts file '{spec.path}' has no [histories] table: add parameter = \"<constant that "
                         "picks a history>\" and spacing = <years> to judge many histories")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise SpecError(f"the number of histories must be a positive whole number; got {count!r}")
-    if not isinstance(model, CompiledModel):
-        model = compile_model(model)
     try:
         element = model.resolve(spec.history_parameter)
     except Exception as exc:  # noqa: BLE001 - the resolver's own message names the candidates
@@ -497,11 +487,29 @@ def judge_histories(model, scenarios: list[str] | None, spec: FactsSpec, count: 
         raise SpecError(f"{count} histories {spec.history_spacing:g} apart need '{element.name}' up to "
                         f"{values[-1]:g}, above the top of its range {element.range_text}: use at most "
                         f"{int(high // spec.history_spacing) + 1} histories or a smaller spacing")
+    return element.py_name, values
+
+
+def judge_histories(model, scenarios: list[str] | None, spec: FactsSpec, count: int,
+                    *, progress: bool = False) -> dict[str, list[HistoriesResult]]:
+    """Each scenario run over ``count`` histories of its random impulses (history ``i``
+    sets the facts file's ``[histories] parameter`` to ``i x spacing``; history 0 is the
+    model's default when that default is 0), every fact measured on each.
+
+    Returns scenario name -> one :class:`HistoriesResult` per fact. The histories of a
+    scenario run as one vectorised ensemble. For a range, the median is that of the
+    lowest and of the highest values.
+    """
+    from pysd_runner import CompiledModel, compile_model, run_ensemble
+
+    if not isinstance(model, CompiledModel):
+        model = compile_model(model)
+    parameter, values = history_values(model, spec, count)
     variables = sorted({model.resolve(v).py_name for v in spec.variables.values()})
     facts = data_facts()
     out = {}
     for name in scenarios or [None]:
-        ds = run_ensemble(model, {element.py_name: values}, scenario=name, variables=variables,
+        ds = run_ensemble(model, {parameter: values}, scenario=name, variables=variables,
                           progress=progress)
         member_dim = next(d for d in ds[variables[0]].dims if d != "time")
         runs = [measure(ds.isel({member_dim: i}), spec, name, facts) for i in range(count)]

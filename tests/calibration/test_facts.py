@@ -329,3 +329,4 @@ def test_facts_command_judges_many_histories(tmp_path):
     result = CliRunner().invoke(main, ["facts", str(REFORMISM), "-s", "baseline", "--histories", "65"])
     assert result.exit_code == 1 and "use at most 64 histories" in result.output
     assert "Traceback" not in result.output
+    assert "cycle_length" not in result.output  # refused before any scenario runs
