@@ -90,3 +90,18 @@ def test_model_readme_holds_the_current_table_of_histories(name):
                 assert row.share < 1, (scenario, one.fact.name)
             if one.passed is True:
                 assert row.share > 0, (scenario, one.fact.name)
+
+
+def test_model_readme_holds_the_current_table_of_claims_over_histories():
+    # The claim tests over 20 histories of the demand noise (tests/models/reformism_histories.py):
+    # how far each claim is a property of the model rather than of the one shipped history.
+    from .reformism_histories import README_COUNT, claim_tests, outcomes, table
+
+    held = outcomes(README_COUNT)
+    assert set(held) == set(claim_tests()) and len(claim_tests()) >= 15
+    # History 0 is the shipped one, in which every claim test passes (the claims file).
+    assert all(results[0] for results in held.values()), [n for n, r in held.items() if not r[0]]
+    readme = (MODELS / "reformism" / "README.md").read_text()
+    missing = [line for line in table(held) if line not in readme]
+    assert not missing, ("the reformism README's table of claims over histories is out of date; paste the "
+                         "output of `python -m tests.models.reformism_histories 20`:\n" + "\n".join(missing))
