@@ -75,7 +75,8 @@ def table(held: dict[str, list[bool]]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     count = int(argv[0]) if argv else README_COUNT
-    held = outcomes(count, progress=lambda i: print(f"history {i + 1}/{count}", file=sys.stderr))
+    report = (lambda i: print(f"history {i + 1}/{count}", file=sys.stderr)) if sys.stderr.isatty() else None
+    held = outcomes(count, progress=report)
     print("\n".join(table(held)))
     return 0
 
