@@ -428,9 +428,14 @@ def facts_table(results: Mapping[str, list[FactResult]], markdown: bool = False)
         # A README table: the source of each target too.
         header = [*header[:3], "source", *header[3:]]
         rows = [[*row[:3], fact.source, *row[3:]] for fact, row in zip(facts, rows)]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(c.strip() for c in row) + " |" for row in rows]
-        return lines
+    return _render(header, rows, markdown)
+
+
+def _render(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
+    """A table's lines: Markdown for a README, or aligned columns for a terminal."""
+    if markdown:
+        return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                + ["| " + " | ".join(str(c).strip() for c in row) + " |" for row in rows])
     widths = [max(len(str(r[j])) for r in [header, *rows]) for j in range(len(header))]
     return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
 
@@ -538,13 +543,8 @@ def histories_table(results: Mapping[str, list[HistoriesResult]], markdown: bool
     header = ["fact", "band", *scenarios]
     rows = [[fact.name, format_value(fact.band), *(results[s][i].text() for s in scenarios)]
             for i, fact in enumerate(facts)]
-    if markdown:
-        lines = [f"Share of {count} histories meeting each fact (median in brackets):", "",
-                 "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return lines + ["| " + " | ".join(row) + " |" for row in rows]
-    widths = [max(len(str(r[j])) for r in [header, *rows]) for j in range(len(header))]
-    lines = [f"Share of {count} histories meeting each fact (median in brackets):"]
-    return lines + ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    title = [f"Share of {count} histories meeting each fact (median in brackets):", *([""] if markdown else [])]
+    return title + _render(header, rows, markdown)
 
 
 def model_facts_path(model_path: str | Path) -> Path:
