@@ -4,9 +4,9 @@
 
 Every claim in tests/models/test_reformism_claims.py is checked on one history of the
 yearly demand noise (``demand noise realisation`` 0), the one the scenarios, dashboards
-and README use. This runs the same members with history i (the realisation set to 11 i,
-as in ``crisis facts --histories``) for i = 0 .. COUNT-1, applies every claim test that
-judges the runs alone, and prints the share of histories in which each one holds, as the
+and README use. This runs the same members over COUNT histories, the ones
+``crisis facts --histories`` uses (the facts file's [histories] table: history i sets the
+realisation to 11 i), applies every claim test that judges the runs alone, and prints the share of histories in which each one holds, as the
 Markdown table in the model README ("How far the claims depend on one history"). A claim
 that holds in one history but not in most is a property of that draw, not of the model.
 
@@ -20,12 +20,11 @@ from __future__ import annotations
 import inspect
 import sys
 
+from calibration.facts import history_values, load_facts_spec
 from pysd_runner import compile_model
 
 from . import test_reformism_claims as claims
 
-#: Years between the starts of successive histories in the noise table (facts.toml's spacing).
-SPACING = 11.0
 #: Histories in the README's table.
 README_COUNT = 20
 
@@ -37,19 +36,20 @@ def claim_tests() -> dict[str, callable]:
             if name.startswith("test_") and callable(fn) and list(inspect.signature(fn).parameters) == ["runs"]}
 
 
-def history_members(realisation: float):
-    """The claim tests' members, each with the given noise history."""
-    return [(label, scenario, {**overrides, "demand noise realisation": realisation})
-            for label, scenario, overrides in claims.MEMBERS]
+def history_members(parameter: str, value: float):
+    """The claim tests' members, each with the noise history ``parameter`` = ``value``."""
+    return [(label, scenario, {**overrides, parameter: value}) for label, scenario, overrides in claims.MEMBERS]
 
 
 def outcomes(count: int, progress=None) -> dict[str, list[bool]]:
     """Claim test name -> whether it held in each of ``count`` histories."""
     model = compile_model(claims.MODEL)
+    # The histories of `crisis facts --histories`: the facts file's [histories] table.
+    parameter, values = history_values(model, load_facts_spec(claims.MODEL.with_name("facts.toml")), count)
     tests = claim_tests()
     held = {name: [] for name in tests}
-    for i in range(count):
-        runs = claims.members_ensemble(model, history_members(SPACING * i))
+    for i, value in enumerate(values):
+        runs = claims.members_ensemble(model, history_members(parameter, float(value)))
         for name, fn in tests.items():
             try:
                 fn(runs)
