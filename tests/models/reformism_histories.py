@@ -7,8 +7,9 @@ yearly demand noise (``demand noise realisation`` 0), the one the scenarios, das
 and README use. This runs the same members over COUNT histories, the ones
 ``crisis facts --histories`` uses (the facts file's [histories] table: history i sets the
 realisation to 11 i), applies every claim test that judges the runs alone, and prints
-the share of histories in which each one holds, as the Markdown table in the model README ("How far the claims depend on one history"). A claim
-that holds in one history but not in most is a property of that draw, not of the model.
+the share of histories in which each one holds, as the Markdown table in the model README
+("How far the claims depend on one history"). A claim that holds in one history but not
+in most is a property of that draw, not of the model.
 
 Histories 11 years apart in one noise table overlap over a 100-year run: they are distinct
 draws, not independent ones. Each history is one vectorised ensemble of the claim tests'

@@ -8,6 +8,7 @@ shipped scenario but keen_core); runs are reproducible.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 
@@ -106,23 +107,19 @@ def test_every_lever_at_each_end_of_its_range(case):
     _check_bounds(ensemble, config["bounds"], np.arange(len(samples)))
 
 
-_HYPERCUBES: dict[str, tuple[pd.DataFrame, object]] = {}
-
-
+@functools.cache
 def _hypercube(name):
     """The 2,000-member Latin hypercube over every Vensim range of a model under test, run
     once per session for the tests below: its samples and the ensemble of the key and
     bounded variables."""
-    if name not in _HYPERCUBES:
-        model, config = compile_model(MODELS / name / f"{name}.mdl"), MODELS_UNDER_TEST[name]
-        samples = sample(model, method="lhs", n=2000, seed=2026)
-        variables = sorted(set(config["key"]) | set(config["bounds"]))
-        _HYPERCUBES[name] = samples, run_ensemble(model, samples, scenario=config["scenario"], variables=variables)
-    return _HYPERCUBES[name]
+    model, config = compile_model(MODELS / name / f"{name}.mdl"), MODELS_UNDER_TEST[name]
+    samples = sample(model, method="lhs", n=2000, seed=2026)
+    variables = sorted(set(config["key"]) | set(config["bounds"]))
+    return samples, run_ensemble(model, samples, scenario=config["scenario"], variables=variables)
 
 
 def test_latin_hypercube_over_all_ranges(case):
-    name, model, config = case
+    name, _, config = case
     samples, ensemble = _hypercube(name)
     ok = ensemble["ok"].values
     share = float(ok.mean())
