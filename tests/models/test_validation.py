@@ -138,12 +138,12 @@ def test_latin_hypercube_over_all_ranges(case):
 # gap stays visible and an XPASS flags when it has closed.
 KNOWN_PLAUSIBILITY_GAPS = {
     "reformism": (
-        "only 889 of 2,000 members (44%) stay within plausible.toml: first exits are public "
-        "debt leaving [-0.5, 3] years of output in 621, public spending passing output in 427 "
-        "and firms' debt leaving [0, 5] in 63; 745 members end in a collapse (employment below "
-        "half) in which every ratio over output grows as output shrinks, and the fiscal "
-        "constants, drawn independently, give budgets with deficits or surpluses of 20-90% of "
-        "output that no closure in the model corrects (issue 'Empirical "
+        "only 614 of 2,000 members (31%) stay within plausible.toml: first exits are public "
+        "spending passing output in 773, public debt leaving [-0.5, 3] years of output in 567 and "
+        "firms' debt passing 5 years of output in 46; 708 members end in a collapse (employment "
+        "below half) in which a welfare programme paid to the whole labour force costs more than "
+        "output, and the fiscal constants, drawn independently, give budgets with deficits or "
+        "surpluses of 20-90% of output that no closure in the model corrects (issue 'Empirical "
         "adequacy, part 1'; models/reformism/README.md, 'Extreme conditions')"
     ),
 }
@@ -179,17 +179,12 @@ def test_reformism_hypercube_has_no_permanent_general_strike():
     # Strikes end when workers can no longer live on their reserves, and mass unemployment
     # disarms them (models/reformism/README.md, "Extreme conditions"). Before strike
     # exhaustion, the median member's strike activity over the last 20 years was 0.998 and
-    # 1,630 of 2,000 members averaged above 0.5. The members that still strike permanently
-    # are those whose strike fund drain is below 0.5 (reserves fall by less than half a year
-    # at full strike, so exhaustion is practically off; 2.5% of the range): 11-18 of 50 over
-    # three draws of the hypercube. Where exhaustion acts, 0-4 of about 1,950.
-    samples, ensemble = _hypercube("reformism")
+    # 1,630 of 2,000 members averaged above 0.5 (now 12).
+    _, ensemble = _hypercube("reformism")
     strikes = ensemble["strike_activity"]
     late = strikes.sel(time=strikes["time"] >= float(strikes["time"][-1]) - 20).mean("time").values
     assert np.median(late) < 0.1, np.median(late)
-    acting = samples["strike_fund_drain"].values >= 0.5
-    assert acting.mean() > 0.9, acting.mean()
-    assert np.mean(late[acting] > 0.5) < 0.005, int(np.sum(late[acting] > 0.5))
+    assert np.mean(late > 0.5) < 0.01, int(np.sum(late > 0.5))
 
 
 def _time_step_cases():
