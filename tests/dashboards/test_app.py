@@ -154,7 +154,7 @@ SWITCHES = (
 def test_loop_switches_name_every_loop_of_reformism_with_the_link_that_cuts_it():
     model = compile_model(REFORMISM)
     switches = loop_switches(model)
-    assert [sw.id for sw in switches] == ["R1", "B1", "R2", "B2", "B3", "R3", "R4", "B4", "R5", "B5", "B6"]
+    assert [sw.id for sw in switches] == ["R1", "B1", "R2", "B2", "B3", "R3", "R4", "B4", "R5", "B5", "B6", "B7"]
     named = tomllib.loads((REFORMISM.parent / "loops.toml").read_text())
     for switch in switches:
         entry = named[switch.id]
