@@ -48,11 +48,15 @@ if (MODELS / "reformism" / "reformism.mdl").exists():
             "legitimacy": unit, "militancy": unit, "strike_activity": unit, "repression": unit,
             "militant_minority": unit, "austerity_intensity": unit, "break_pressure": unit,
             "business_confidence": (0, None),
+            # Never negative (desired welfare is at least 0 even when employment vanishes);
+            # not bounded above (below).
+            "welfare_share_of_output": (0, None),
             # Not bounded, by the model's stated assumptions (README), so not checked here:
             # the tax revenue share (full loss offset: negative profits earn a rebate, so in
-            # a debt crisis the share goes negative) and the welfare share of output (welfare
-            # is set per head; when output collapses in a debt crisis the government borrows
-            # and the share exceeds 1). Both happen only in Keen's bad equilibrium.
+            # a debt crisis the share goes negative) and the welfare share of output above (welfare
+            # is set per head; the welfare ceiling bounds what the government aims at, but the
+            # programme follows with its adjustment time, so where employment keeps falling,
+            # as in Keen's bad equilibrium, the share exceeds 1).
         },
         "min_finite_share": 0.99,  # the bar for the integrated model
         # The time-step check covers every shipped scenario at its own time settings, except
