@@ -20,6 +20,10 @@ warm-up is, in ``facts.toml``. A scenario's crisis window is the ``crisis`` wind
     real_wage = "wage rate"
     private_debt_ratio = "debt ratio"
     public_debt_ratio = "public debt ratio"
+    # A model in ratio form, with no level of output or of the real wage, gives its growth
+    # rate instead (1/year); the level is rebuilt as exp of its integral over the run
+    # (trapezoid rule on the saved values: as accurate as SAVEPER resolves the rate):
+    # output = { growth_rate = "growth rate of output" }
     [scenarios.recession_austerity]    # optional: overrides the scenario's [events] crisis window
     crisis = [45, 60]                  # the shock and its aftermath: judged by the crisis bounds
     [known_failures.baseline]          # facts the model does not yet meet, each with the evidence
@@ -79,6 +83,10 @@ CONCEPTS = {
     "public_debt_ratio": "public debt in years of output",
 }
 
+#: Concepts that are levels of any scale, which a model may give as a growth rate instead
+#: (``output = { growth_rate = "..." }``): every fact on them reads relative changes only.
+LEVEL_CONCEPTS = ("output", "real_wage")
+
 #: Smoothing parameter of the Hodrick-Prescott filter for annual series (the common choice
 #: of 100 for annual data; Ravn and Uhlig's 6.25 gives a smaller cycle on data and model alike).
 HP_LAMBDA = 100.0
@@ -116,17 +124,26 @@ class FactResult:
     band: tuple[float, float]
 
     def text(self) -> str:
-        return format_value(self.value)
+        # Enough digits that the printed value lands on the same side of the band as the
+        # measured one: 11.0125 against a band up to 11 reads "11.01 FAIL", not "11 FAIL".
+        if self.value is None or self.passed is None or not np.all(np.isfinite(self.value)):
+            return format_value(self.value)
+        for digits in range(3, 8):
+            text = format_value(self.value, digits)
+            shown = tuple(float(v) for v in text.split(" to ")) if isinstance(self.value, tuple) else float(text)
+            if self.fact.within(shown, self.band) == self.fact.within(self.value, self.band):
+                return text
+        return text
 
 
-def format_value(value) -> str:
+def format_value(value, digits: int = 3) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, tuple):
-        return f"{value[0]:.3g} to {value[1]:.3g}"
+        return f"{value[0]:.{digits}g} to {value[1]:.{digits}g}"
     if math.isinf(value):
         return "no cycle"  # fewer than two recessions after the warm-up
-    return f"{value:.3g}"
+    return f"{value:.{digits}g}"
 
 
 # --------------------------------------------------------------------------- statistics
@@ -254,6 +271,9 @@ class FactsSpec:
     #: between histories (``[histories]``); None when the facts file has no such table.
     history_parameter: str | None = None
     history_spacing: float = 1.0
+    #: Level concepts the model gives as a growth rate (``{ growth_rate = ... }``): their
+    #: variable in ``variables`` is the rate, and the level is rebuilt from it.
+    growth_rates: frozenset[str] = frozenset()
 
 
 def load_facts_spec(path: str | Path) -> FactsSpec:
@@ -273,13 +293,24 @@ def load_facts_spec(path: str | Path) -> FactsSpec:
     warm_up = raw.get("warm_up", 0)
     if not isinstance(warm_up, (int, float)) or isinstance(warm_up, bool) or warm_up < 0:
         raise SpecError(f"facts file '{path}': warm_up must be a non-negative number of years; got {warm_up!r}")
-    variables = raw.get("variables", {})
-    for concept, name in variables.items():
+    variables, growth_rates = {}, set()
+    for concept, name in raw.get("variables", {}).items():
         if concept not in CONCEPTS:
             raise SpecError(f"facts file '{path}': unknown concept '{concept}'.{did_you_mean(concept, CONCEPTS)} "
                             f"Allowed: {', '.join(CONCEPTS)}")
-        if not isinstance(name, str):
+        if isinstance(name, dict):
+            if concept not in LEVEL_CONCEPTS or set(name) != {"growth_rate"} or not isinstance(
+                    name["growth_rate"], str) or not name["growth_rate"].strip():
+                allowed_here = (f'a variable name, or {{ growth_rate = "<variable>" }} for a level given by its '
+                                f"growth rate" if concept in LEVEL_CONCEPTS else "a variable name")
+                raise SpecError(f"facts file '{path}': [variables] {concept} must be {allowed_here}; got {name!r}"
+                                + ("" if concept in LEVEL_CONCEPTS else
+                                   f" (only {' and '.join(LEVEL_CONCEPTS)} may be given as a growth rate)"))
+            name = name["growth_rate"]
+            growth_rates.add(concept)
+        if not isinstance(name, str) or not name.strip():
             raise SpecError(f"facts file '{path}': [variables] {concept} must be a variable name; got {name!r}")
+        variables[concept] = name
     crisis = {}
     for scenario, table in raw.get("scenarios", {}).items():
         window = table.get("crisis") if isinstance(table, dict) else None
@@ -312,8 +343,8 @@ def load_facts_spec(path: str | Path) -> FactsSpec:
     spacing = histories.get("spacing", 1)
     if not isinstance(spacing, (int, float)) or isinstance(spacing, bool) or not spacing > 0:
         raise SpecError(f"facts file '{path}': [histories] spacing must be a positive number; got {spacing!r}")
-    return FactsSpec(path, str(raw.get("description", "")), float(warm_up), dict(variables), crisis, known,
-                     parameter, float(spacing))
+    return FactsSpec(path, str(raw.get("description", "")), float(warm_up), variables, crisis, known,
+                     parameter, float(spacing), frozenset(growth_rates))
 
 
 def crisis_event(ds: xr.Dataset) -> tuple[float, float] | None:
@@ -365,7 +396,8 @@ def measure(ds: xr.Dataset, spec: FactsSpec, scenario: str | None = None,
         if not all(c in names for c in fact.concepts):
             results.append(FactResult(fact, None, None, fact.band))
             continue
-        series = [_series(ds, names[c]).values.astype(float) for c in fact.concepts]
+        series = [_level(time, _series(ds, names[c]).values.astype(float)) if c in spec.growth_rates
+                  else _series(ds, names[c]).values.astype(float) for c in fact.concepts]
         ranged = fact.measure in (value_range,)
         band = fact.band
         mask = keep.copy()
@@ -385,6 +417,14 @@ def measure(ds: xr.Dataset, spec: FactsSpec, scenario: str | None = None,
         value = fact.measure(time[mask], *[s[mask] for s in series])
         results.append(FactResult(fact, value, fact.within(value, band), band))
     return results
+
+
+def _level(time: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    """A level (1 at the first saved time) rebuilt from its growth rate: exp of the rate's
+    integral, by the trapezoid rule over the saved times."""
+    from scipy.integrate import cumulative_trapezoid
+
+    return np.exp(cumulative_trapezoid(rate, time, initial=0.0))
 
 
 def _longest_stretch(mask: np.ndarray) -> np.ndarray:

@@ -202,11 +202,48 @@ def test_known_failures_are_a_ratchet(tmp_path):
     assert unexpected(deep, bare) == [("run", "unemployment_range", "fails")]
 
 
+def test_a_level_given_by_its_growth_rate_is_rebuilt_from_it(tmp_path):
+    # Output exp(0.03 t + 0.05 sin t) falls where 0.03 + 0.05 cos t < 0; given as that
+    # rate instead (a model in ratio form), every fact on output reads the same.
+    time = np.arange(0, 100.001, 0.1)
+    run = xr.Dataset({"output": ("time", 7.0 * np.exp(0.03 * time + 0.05 * np.sin(time))),
+                      "g": ("time", 0.03 + 0.05 * np.cos(time))}, coords={"time": time})
+    level = {r.fact.name: r for r in measure(run, _spec(tmp_path, '[variables]\noutput = "output"\n'))}
+    rate = {r.fact.name: r for r in measure(run, _spec(tmp_path, '[variables]\noutput = { growth_rate = "g" }\n'))}
+    assert rate["growth"].value == pytest.approx(level["growth"].value, rel=1e-4)
+    assert rate["growth"].value == pytest.approx(0.03, rel=0.02)
+    assert rate["output_declines"].value == level["output_declines"].value > 0.2
+
+
+def test_a_ratio_form_model_s_rates_give_the_facts_of_its_levels(tmp_path):
+    # Keen's model saves both the levels and their growth rates: judged either way, its
+    # facts on output and the real wage agree to integration error, once SAVEPER resolves
+    # the rate (at the scenario's 0.25 the boom's spike of wage growth is undersampled:
+    # its fastest annual growth reads 0.195 from the rate against 0.213).
+    from pysd_runner import compile_model, run
+
+    model = compile_model(MODELS / "keen" / "keen.mdl")
+    ds = run(model, scenario="boom_bust", saveper=1 / 16,
+             variables=["output", "wage_rate", "output_growth_rate", "wage_growth_rate"])
+    by_level = _spec(tmp_path, 'warm_up = 20\n[variables]\noutput = "output"\nreal_wage = "wage rate"\n')
+    by_rate = _spec(tmp_path, 'warm_up = 20\n[variables]\noutput = { growth_rate = "output growth rate" }\n'
+                              'real_wage = { growth_rate = "wage growth rate" }\n')
+    assert by_rate.growth_rates == {"output", "real_wage"}
+    level = {r.fact.name: r for r in measure(ds, by_level, "boom_bust")}
+    rate = {r.fact.name: r for r in measure(ds, by_rate, "boom_bust")}
+    for name in ("growth", "output_declines", "real_wage_growth_range"):
+        assert level[name].passed is not None
+        scale = np.max(np.abs(level[name].value))
+        assert np.allclose(rate[name].value, level[name].value, rtol=1e-3, atol=1e-3 * scale), name
+
+
 @pytest.mark.parametrize("text, fragment", [
     ("warm_up = -1\n", "warm_up must be a non-negative number"),
     ("warmup = 10\n", "unknown key 'warmup'. Did you mean 'warm_up'?"),
     ('[variables]\nunemployment = "u"\n', "unknown concept 'unemployment'"),
     ("[variables]\noutput = 3\n", "[variables] output must be a variable name"),
+    ('[variables]\noutput = { rate = "g" }\n', 'or { growth_rate = "<variable>" } for a level'),
+    ('[variables]\nunemployment_rate = { growth_rate = "g" }\n', "only output and real_wage may be given"),
     ("[scenarios.s]\ncrisis = [60, 45]\n", "needs crisis = [start, end] with start < end"),
     ('[known_failures.s]\ngrowht = "x"\n', "names unknown fact 'growht'. Did you mean 'growth'?"),
     ('[known_failures.s]\ngrowth = ""\n', "growth needs the evidence"),
