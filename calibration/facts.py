@@ -122,18 +122,26 @@ class FactResult:
     value: float | tuple[float, float] | None  # None: the model has no variable for the concept
     passed: bool | None
     band: tuple[float, float]
+    #: What was judged: (value, band) pairs, all of which must hold; in a crisis window the
+    #: value outside it against the band and the value inside against the crisis band.
+    checks: tuple = ()
 
     def text(self) -> str:
-        # Enough digits that the printed value lands on the same side of the band as the
-        # measured one: 11.0125 against a band up to 11 reads "11.01 FAIL", not "11 FAIL".
+        # Enough digits that each judged value, printed, lands on the same side of its band
+        # as the measured one: 11.0125 against a band up to 11 reads "11.01 FAIL", not "11 FAIL".
         if self.value is None or self.passed is None or not np.all(np.isfinite(self.value)):
             return format_value(self.value)
-        for digits in range(3, 8):
-            text = format_value(self.value, digits)
-            shown = tuple(float(v) for v in text.split(" to ")) if isinstance(self.value, tuple) else float(text)
-            if self.fact.within(shown, self.band) == self.fact.within(self.value, self.band):
-                return text
-        return text
+        checks = self.checks or ((self.value, self.band),)
+        for digits in range(3, 11):
+            if all(self.fact.within(_rounded(v, digits), b) == self.fact.within(v, b) for v, b in checks):
+                break
+        return format_value(self.value, digits)
+
+
+def _rounded(value, digits: int):
+    if isinstance(value, tuple):
+        return tuple(float(f"{v:.{digits}g}") for v in value)
+    return float(f"{value:.{digits}g}")
 
 
 def format_value(value, digits: int = 3) -> str:
@@ -176,6 +184,8 @@ def growth(times, values) -> float:
 def decline_frequency(times, values) -> float:
     """Share of years in which the (annual) series fell."""
     years, y = annual(times, values)
+    if not np.all(np.isfinite(y)):
+        return math.nan  # a run that went non-finite has no share of declines
     return float(np.mean(np.diff(y) < 0))
 
 
@@ -298,18 +308,23 @@ def load_facts_spec(path: str | Path) -> FactsSpec:
         if concept not in CONCEPTS:
             raise SpecError(f"facts file '{path}': unknown concept '{concept}'.{did_you_mean(concept, CONCEPTS)} "
                             f"Allowed: {', '.join(CONCEPTS)}")
+        level = concept in LEVEL_CONCEPTS
+        allowed_here = ('a variable name, or { growth_rate = "<variable>" } for a level given by its growth rate'
+                        if level else f"a variable name (only {' and '.join(LEVEL_CONCEPTS)} may be given as a "
+                                      "growth rate)")
         if isinstance(name, dict):
-            if concept not in LEVEL_CONCEPTS or set(name) != {"growth_rate"} or not isinstance(
-                    name["growth_rate"], str) or not name["growth_rate"].strip():
-                allowed_here = (f'a variable name, or {{ growth_rate = "<variable>" }} for a level given by its '
-                                f"growth rate" if concept in LEVEL_CONCEPTS else "a variable name")
-                raise SpecError(f"facts file '{path}': [variables] {concept} must be {allowed_here}; got {name!r}"
-                                + ("" if concept in LEVEL_CONCEPTS else
-                                   f" (only {' and '.join(LEVEL_CONCEPTS)} may be given as a growth rate)"))
+            if not level:
+                raise SpecError(f"facts file '{path}': [variables] {concept} must be {allowed_here}; got {name!r}")
+            for key in name:
+                if key != "growth_rate":
+                    raise SpecError(f"facts file '{path}': [variables] {concept} has unknown key '{key}'."
+                                    f"{did_you_mean(key, ['growth_rate'])} Allowed: growth_rate")
+            if "growth_rate" not in name:
+                raise SpecError(f"facts file '{path}': [variables] {concept} must be {allowed_here}; got {name!r}")
             name = name["growth_rate"]
             growth_rates.add(concept)
         if not isinstance(name, str) or not name.strip():
-            raise SpecError(f"facts file '{path}': [variables] {concept} must be a variable name; got {name!r}")
+            raise SpecError(f"facts file '{path}': [variables] {concept} must be {allowed_here}; got {name!r}")
         variables[concept] = name
     crisis = {}
     for scenario, table in raw.get("scenarios", {}).items():
@@ -411,7 +426,8 @@ def measure(ds: xr.Dataset, spec: FactsSpec, scenario: str | None = None,
                 crisis_band = fact.crisis_band or fact.band
                 passed = fact.within(outside_value) and fact.within(inside_value, crisis_band)
                 value = (min(outside_value[0], inside_value[0]), max(outside_value[1], inside_value[1]))
-                results.append(FactResult(fact, value, passed, (band[0], band[1])))
+                results.append(FactResult(fact, value, passed, (band[0], band[1]),
+                                          ((outside_value, band), (inside_value, crisis_band))))
                 continue
             mask = _longest_stretch(mask & ~inside)
         value = fact.measure(time[mask], *[s[mask] for s in series])
@@ -424,7 +440,12 @@ def _level(time: np.ndarray, rate: np.ndarray) -> np.ndarray:
     integral, by the trapezoid rule over the saved times."""
     from scipy.integrate import cumulative_trapezoid
 
-    return np.exp(cumulative_trapezoid(rate, time, initial=0.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        level = np.exp(cumulative_trapezoid(rate, time, initial=0.0))
+    # A non-finite rate (or a level beyond float range) leaves the level undefined from
+    # there on: NaN, which fails every fact on it, never inf (which would read "no cycle").
+    level[~np.isfinite(level)] = np.nan
+    return level
 
 
 def _longest_stretch(mask: np.ndarray) -> np.ndarray:

@@ -215,6 +215,33 @@ def test_a_level_given_by_its_growth_rate_is_rebuilt_from_it(tmp_path):
     assert rate["output_declines"].value == level["output_declines"].value > 0.2
 
 
+def test_a_rate_that_goes_non_finite_fails_the_facts_on_its_level(tmp_path):
+    # Not "0 declines" nor "no cycle": the level is undefined from the first NaN on.
+    time = np.arange(0, 100.001, 0.1)
+    rate = 0.03 + 0.05 * np.cos(time)
+    rate[600] = np.nan
+    run = xr.Dataset({"g": ("time", rate)}, coords={"time": time})
+    results = {r.fact.name: r for r in measure(run, _spec(tmp_path, '[variables]\noutput = { growth_rate = "g" }\n'))}
+    for name in ("growth", "output_declines"):
+        assert results[name].passed is False and math.isnan(results[name].value), name
+        assert results[name].text() == "nan"
+
+
+def test_values_print_with_enough_digits_to_land_on_their_side_of_the_band(facts):
+    from calibration.facts import FactResult
+
+    cycle = facts["cycle_length"]
+    assert FactResult(cycle, 11.0125, False, (4.0, 11.0)).text() == "11.01"
+    assert FactResult(cycle, 10.2, True, (4.0, 11.0)).text() == "10.2"
+    assert FactResult(cycle, 11.0, True, (4.0, 11.0)).text() == "11"  # on the edge is inside
+    ranged = facts["unemployment_range"]
+    assert FactResult(ranged, (0.0269, 0.12004), False, (0.02, 0.12)).text() == "0.0269 to 0.12004"
+    # In a crisis window the value inside is judged against the crisis band (0.25 here).
+    inside = FactResult(ranged, (0.03, 0.25004), False, (0.02, 0.12),
+                        (((0.03, 0.1), (0.02, 0.12)), ((0.05, 0.25004), (0.0, 0.25))))
+    assert inside.text() == "0.03 to 0.25004"
+
+
 def test_a_ratio_form_model_s_rates_give_the_facts_of_its_levels(tmp_path):
     # Keen's model saves both the levels and their growth rates: judged either way, its
     # facts on output and the real wage agree to integration error, once SAVEPER resolves
@@ -242,7 +269,10 @@ def test_a_ratio_form_model_s_rates_give_the_facts_of_its_levels(tmp_path):
     ("warmup = 10\n", "unknown key 'warmup'. Did you mean 'warm_up'?"),
     ('[variables]\nunemployment = "u"\n', "unknown concept 'unemployment'"),
     ("[variables]\noutput = 3\n", "[variables] output must be a variable name"),
-    ('[variables]\noutput = { rate = "g" }\n', 'or { growth_rate = "<variable>" } for a level'),
+    ('[variables]\noutput = { rate = "g" }\n', "output has unknown key 'rate'. Allowed: growth_rate"),
+    ('[variables]\noutput = { growth_rate = "g", at = 1 }\n', "output has unknown key 'at'"),
+    ('[variables]\noutput = ""\n', 'or { growth_rate = "<variable>" } for a level'),
+    ('[variables]\nreal_wage = { growth_rate = "" }\n', "[variables] real_wage must be a variable name, or"),
     ('[variables]\nunemployment_rate = { growth_rate = "g" }\n', "only output and real_wage may be given"),
     ("[scenarios.s]\ncrisis = [60, 45]\n", "needs crisis = [start, end] with start < end"),
     ('[known_failures.s]\ngrowht = "x"\n', "names unknown fact 'growht'. Did you mean 'growth'?"),
