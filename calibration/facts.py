@@ -203,6 +203,30 @@ def value_range(times, values) -> tuple[float, float]:
     return float(np.min(v)), float(np.max(v))
 
 
+def annual_means(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Calendar-year means [y, y + 1) of a series, as annual statistics such as the BLS
+    unemployment rate (the mean of twelve months) are. Years holding fewer than half the
+    saved points of a full year (the final time alone, the edge of a crisis window) are
+    left out, unless no year is full enough; a series saved once a year is returned as is."""
+    times = np.asarray(times, dtype=float)
+    values = np.asarray(values, dtype=float)
+    years = np.floor(times + 1e-9)
+    labels, inverse, counts = np.unique(years, return_inverse=True, return_counts=True)
+    means = np.bincount(inverse, weights=values) / counts
+    step = float(np.median(np.diff(times))) if times.size > 1 else 1.0
+    full = max(1, round(1.0 / step)) if step < 1 else 1
+    keep = counts * 2 >= full
+    if not keep.any():
+        keep[:] = True
+    return labels[keep], means[keep]
+
+
+def annual_range(times, values) -> tuple[float, float]:
+    """Lowest and highest calendar-year mean (see :func:`annual_means`)."""
+    _, means = annual_means(times, values)
+    return float(np.min(means)), float(np.max(means))
+
+
 def growth_range(times, values) -> tuple[float, float]:
     """Smallest and largest annual growth rate (log change per year)."""
     years, y = annual(times, values)
@@ -236,10 +260,14 @@ def data_facts() -> dict[str, Fact]:
              ("unemployment_rate",), cycle_length(*unemployment_q),
              "US quarterly unemployment 1959-2009 (statsmodels macrodata); NBER: 5.8 years trough to trough",
              band=(4.0, 11.0), measure=cycle_length),
-        Fact("unemployment_range", "lowest and highest unemployment rate", "1",
-             ("unemployment_rate",), value_range(*unemployment),
-             "US unemployment 1948-2019 (BLS in the catalogue)", band=(0.02, 0.12),
-             measure=value_range, crisis_band=(0.0, 0.25)),
+        # BLS's annual rate is the mean of twelve months (and the Depression's 25% a yearly
+        # figure), so a run is judged on its calendar-year means too, not on single saved
+        # points: in reformism's scenarios the highest quarter is 0.3-1.2 points above the highest
+        # year's mean.
+        Fact("unemployment_range", "lowest and highest annual (calendar-year mean) unemployment rate", "1",
+             ("unemployment_rate",), annual_range(*unemployment),
+             "US unemployment 1948-2019 (BLS annual means in the catalogue)", band=(0.02, 0.12),
+             measure=annual_range, crisis_band=(0.0, 0.25)),
         Fact("output_declines", "share of years in which output fell", "1", ("output",),
              decline_frequency(*output), "PWT 10 rgdpna, US 1950-2019", band=(0.05, 0.25),
              measure=decline_frequency),
@@ -413,7 +441,7 @@ def measure(ds: xr.Dataset, spec: FactsSpec, scenario: str | None = None,
             continue
         series = [_level(time, _series(ds, names[c]).values.astype(float)) if c in spec.growth_rates
                   else _series(ds, names[c]).values.astype(float) for c in fact.concepts]
-        ranged = fact.measure in (value_range,)
+        ranged = fact.measure in (value_range, annual_range)
         band = fact.band
         mask = keep.copy()
         if window is not None:
