@@ -135,6 +135,11 @@ class FactResult:
         for digits in range(3, 11):
             if all(self.fact.within(_rounded(v, digits), b) == self.fact.within(v, b) for v, b in checks):
                 break
+        if len(checks) == 2 and all(isinstance(v, tuple) and np.all(np.isfinite(v)) for v, _ in checks):
+            # A range with a crisis window: the part outside it (ordinary band) and the part
+            # inside (historical extremes), so a reader sees which one a verdict is about.
+            (outside, _), (inside, _) = checks
+            return f"{format_value(outside, digits)}; crisis {format_value(inside, digits)}"
         return format_value(self.value, digits)
 
 

@@ -263,7 +263,11 @@ def test_values_print_with_enough_digits_to_land_on_their_side_of_the_band(facts
     # In a crisis window the value inside is judged against the crisis band (0.25 here).
     inside = FactResult(ranged, (0.03, 0.25004), False, (0.02, 0.12),
                         (((0.03, 0.1), (0.02, 0.12)), ((0.05, 0.25004), (0.0, 0.25))))
-    assert inside.text() == "0.03 to 0.25004"
+    # Both parts print, so a reader sees which one a verdict is about.
+    assert inside.text() == "0.03 to 0.1; crisis 0.05 to 0.25004"
+    outside = FactResult(ranged, (0.03, 0.2), False, (0.02, 0.12),
+                         (((0.03, 0.12004), (0.02, 0.12)), ((0.03, 0.2), (0.0, 0.25))))
+    assert outside.text() == "0.03 to 0.12004; crisis 0.03 to 0.2"
 
 
 def test_a_ratio_form_model_s_rates_give_the_facts_of_its_levels(tmp_path):
