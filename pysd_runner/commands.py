@@ -260,6 +260,10 @@ def _ensemble_options(function):
         click.option("--seed", type=int, help="Seed for the design (and random functions)."),
         click.option("--scenario", "-s", metavar="NAME|PATH", help="Scenario applied to every member."),
         click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A constant shared by every member."),
+        click.option("--width", type=float, metavar="W",
+                     help="Vary each constant only this share (0-1] of the way from its value in the model file "
+                          "to each end of its Vensim range: 0.25 samples a neighbourhood of the shipped values "
+                          "[default: 1, the whole ranges]."),
         click.option("--final-time", type=float, help="Override the final time."),
         click.option("--time-step", type=float, help="Override the time step."),
         click.option("--saveper", type=float, help="Override the save period."),
@@ -282,7 +286,7 @@ def _ensemble_options(function):
 @click.option("--dist", "dists", multiple=True, metavar="NAME=DIST(ARGS)",
               help="A scipy.stats distribution for one parameter, e.g. 'phillips slope=norm(1.25,0.05)'.")
 @click.option("--vars", "variables", metavar="A,B", help="Variables to keep (default: all).")
-def ensemble_command(model, params_text, n, seed, scenario, sets, final_time, time_step, saveper, scheduler,
+def ensemble_command(model, params_text, n, seed, scenario, sets, width, final_time, time_step, saveper, scheduler,
                      chunk_size, output, max_memory, method, dists, variables):
     """Run many members of a model in one vectorised pass and write them along a `run` dim.
 
@@ -303,12 +307,15 @@ def ensemble_command(model, params_text, n, seed, scenario, sets, final_time, ti
         raise ParameterError(f"--output '{output}' must end in .nc")
     compiled = compile_model(model)
     samples = sample(compiled, _names(params_text), method=method, n=100 if n is None else n, seed=seed,
-                     distributions=_distributions(dists) or None)
+                     distributions=_distributions(dists) or None, width=width)
     dataset = run_ensemble(
         compiled, samples, params=parse_set(sets), variables=variables, scenario=scenario,
         final_time=final_time, time_step=time_step, saveper=saveper, seed=seed, executor=scheduler,
         chunk_size=chunk_size, progress=True, max_memory=max_memory,
     )
+    # Provenance: how the members were drawn (the values themselves are the run coordinates).
+    dataset.attrs["sample"] = method
+    dataset.attrs["width"] = width if width is not None else "whole Vensim ranges"
     written = save(dataset, output)
     plausible = ""
     if "n_plausible" in dataset.attrs:
@@ -329,7 +336,7 @@ def ensemble_command(model, params_text, n, seed, scenario, sets, final_time, ti
 @click.option("--metric", "metrics", multiple=True, required=True, metavar="FUNC(VAR[,ARGS])",
               help="final, initial, at(x,t), min, max, time_of_min, time_of_max, mean(x[,t0,t1]). Repeatable.")
 @click.option("--method", type=click.Choice(["sobol", "morris"]), default="sobol", show_default=True)
-def sensitivity_command(model, params_text, n, seed, scenario, sets, final_time, time_step, saveper, scheduler,
+def sensitivity_command(model, params_text, n, seed, scenario, sets, width, final_time, time_step, saveper, scheduler,
                         chunk_size, output, max_memory, metrics, method):
     """Global sensitivity (Sobol indices with confidence intervals, or Morris) of trajectory metrics.
 
@@ -345,7 +352,7 @@ def sensitivity_command(model, params_text, n, seed, scenario, sets, final_time,
         raise ParameterError(f"--output '{output}' must end in .nc")
     dataset = sensitivity(
         model, _names(params_text), metrics=list(metrics), method=method, n=n if n is not None else (256 if method == "sobol" else 20),
-        seed=seed, shared_params=parse_set(sets), scenario=scenario, final_time=final_time, time_step=time_step,
+        seed=seed, width=width, shared_params=parse_set(sets), scenario=scenario, final_time=final_time, time_step=time_step,
         saveper=saveper, executor=scheduler, chunk_size=chunk_size, progress=True, max_memory=max_memory,
     )
     written = save(dataset, output)

@@ -111,6 +111,22 @@ def test_a_run_too_large_for_memory_is_refused_with_an_estimate(tmp_path):
     assert result.exit_code == 2 and "lots" in result.output
 
 
+def test_width_outside_its_range_is_one_error_line_and_a_good_one_is_recorded(tmp_path):
+    out = tmp_path / "w.nc"
+    for command in ("ensemble", "sensitivity"):
+        args = [command, POPULATION, "--n", "8", "--width", "1.5", "--output", str(out)]
+        if command == "sensitivity":
+            args += ["--metric", "final(population)"]
+        line = _assert_one_error_line(CliRunner().invoke(main, args), "width", "(0, 1]", "1.5")
+        assert "Vensim range" in line
+        assert not out.exists()
+    result = CliRunner().invoke(main, ["ensemble", POPULATION, "--n", "8", "--seed", "1", "--width", "0.5",
+                                       "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    ds = xr.load_dataset(out)
+    assert ds.attrs["width"] == 0.5 and ds.attrs["sample"] == "lhs"
+
+
 def test_member_counts_must_be_positive_and_defaults_are_shown():
     for command in ("ensemble", "sensitivity"):
         result = CliRunner().invoke(main, [command, POPULATION, "--n", "0", "--output", "x.nc"])

@@ -19,7 +19,7 @@ from ..compiler import CompiledModel, Element
 from ..errors import ParameterError
 from ..inputs import check_seed
 
-__all__ = ["sample", "parse_distribution", "METHODS", "default_parameters", "is_switch"]
+__all__ = ["sample", "parse_distribution", "METHODS", "default_parameters", "is_switch", "check_width"]
 
 METHODS = ("lhs", "sobol", "grid", "random")
 #: Refuse grids bigger than this many members (n ** parameters grows fast).
@@ -67,7 +67,34 @@ def parse_distribution(text: str):
     return frozen
 
 
-def resolve_marginals(model: CompiledModel, params, bounds, distributions):
+def check_width(width) -> float | None:
+    """``None`` or a share in (0, 1]: how far towards each end of its Vensim range a
+    constant may move from its value in the model file."""
+    if width is None:
+        return None
+    if isinstance(width, bool) or not isinstance(width, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(width) or not 0 < width <= 1:
+        raise ParameterError(
+            f"width must be a number in (0, 1], the share of the way from each constant's value in the model "
+            f"file to each end of its Vensim range (1 is the whole range); got {width!r}"
+        )
+    return float(width)
+
+
+def around_default(element: Element, width: float) -> tuple[float, float]:
+    """``[d - w (d - min), d + w (max - d)]`` for a constant with value d and range [min, max]:
+    the neighbourhood of the model's own value, a share w of the way to each end."""
+    lo, hi = element.limits
+    if element.default is None:
+        raise ParameterError(
+            f"'{element.name}' has no single value in the model file (it is subscripted), so there is "
+            "no neighbourhood of it to sample; give its bounds instead"
+        )
+    d = min(max(float(element.default), lo), hi)
+    return d - width * (d - lo), d + width * (hi - d)
+
+
+def resolve_marginals(model: CompiledModel, params, bounds, distributions, width: float | None = None):
     elements = (
         default_parameters(model) if params is None
         else [model.resolve(p, kinds=("constant",), role="parameter") for p in params]
@@ -94,6 +121,8 @@ def resolve_marginals(model: CompiledModel, params, bounds, distributions):
             marginals.append(("dist", given_dists[element.py_name]))
             continue
         lo, hi = given_bounds.get(element.py_name, element.limits)
+        if width is not None and width < 1 and element.py_name not in given_bounds and lo is not None and hi is not None:
+            lo, hi = around_default(element, width)
         if lo is None or hi is None:
             raise ParameterError(
                 f"'{element.name}' has no finite Vensim range {element.range_text or '[?, ?]'}; give bounds for it"
@@ -114,6 +143,7 @@ def sample(
     seed: int | None = None,
     bounds: Mapping[str, tuple[float, float]] | None = None,
     distributions: Mapping[str, Any] | None = None,
+    width: float | None = None,
 ) -> pd.DataFrame:
     """Draw members for :func:`run_ensemble`: one column per parameter (Python names).
 
@@ -136,6 +166,11 @@ def sample(
     distributions : mapping, optional
         ``{name: scipy.stats frozen distribution or "norm(1.2, 0.1)"}``: the marginal
         is the distribution's inverse CDF instead of uniform between the bounds.
+    width : float in (0, 1], optional
+        Vary each constant without given bounds only this share of the way from its value
+        in the model file to each end of its Vensim range: 1 is the whole range, 0.25 a
+        neighbourhood of the shipped values (a local robustness check, where the whole
+        ranges ask how the model behaves at every combination of extremes).
     """
     from scipy.stats import qmc
 
@@ -144,7 +179,7 @@ def sample(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ParameterError(f"n must be a positive integer; got {n!r}")
     seed = check_seed(seed)
-    elements, marginals = resolve_marginals(model, params, bounds, distributions)
+    elements, marginals = resolve_marginals(model, params, bounds, distributions, check_width(width))
     d = len(elements)
     rng = np.random.default_rng(seed)
     if method == "lhs":

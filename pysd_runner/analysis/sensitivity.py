@@ -22,7 +22,7 @@ import xarray as xr
 
 from ..compiler import CompiledModel, compile_model
 from ..errors import ParameterError, SimulationError
-from .sampling import resolve_marginals
+from .sampling import check_width, resolve_marginals
 
 __all__ = ["sensitivity", "Metric", "parse_metric"]
 
@@ -127,6 +127,7 @@ def sensitivity(
     n: int = 512,
     seed: int | None = None,
     bounds: dict | None = None,
+    width: float | None = None,
     calc_second_order: bool = False,
     num_levels: int = 4,
     conf_level: float = 0.95,
@@ -142,6 +143,9 @@ def sensitivity(
     params : list of str, optional
         Constants to vary (default: every constant with a finite Vensim range), uniformly
         within their ranges or ``bounds``.
+    width : float in (0, 1], optional
+        Vary each constant without ``bounds`` only this share of the way from its value in
+        the model file to each end of its range (see :func:`sample`).
     metrics : list of str or callables
         See the module docstring.
     method : {"sobol", "morris"}
@@ -174,7 +178,8 @@ def sensitivity(
     if not metrics:
         raise ParameterError("give at least one metric, e.g. 'min(profit_rate)'")
     parsed = [parse_metric(m, model) for m in metrics]
-    elements, marginals = resolve_marginals(model, params, bounds, None)
+    width = check_width(width)
+    elements, marginals = resolve_marginals(model, params, bounds, None, width)
     names = [e.py_name for e in elements]
     problem = {"num_vars": len(names), "names": names, "bounds": [list(spec) for _, spec in marginals]}
     if len(names) < 2:
@@ -243,6 +248,7 @@ def sensitivity(
             dataset[key].attrs = {"long_name": labels[key], "units": "1" if key.startswith("S") else ""}
     attrs = dict(ensemble.attrs)
     attrs.update({"method": method, "n": int(n), "members": int(X.shape[0]), "seed": seed if seed is not None else "none",
-                  "conf_level": conf_level})
+                  "conf_level": conf_level, "width": width if width is not None else "whole Vensim ranges",
+                  "bounds": str({name: list(spec) for name, (_, spec) in zip(names, marginals)})})
     dataset.attrs = attrs
     return dataset

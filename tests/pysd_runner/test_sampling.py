@@ -64,9 +64,38 @@ def test_distributions_and_bounds(goodwin):
     assert frozen["phillips_slope"].between(1, 1.5).all()
 
 
+def test_width_samples_a_neighbourhood_of_the_model_s_own_values(goodwin):
+    # Each constant moves only a share w of the way from its value in the model file to each
+    # end of its range: [d - w (d - min), d + w (max - d)], asymmetric where d is.
+    full = sample(goodwin, n=2000, seed=5)
+    near = sample(goodwin, n=2000, seed=5, width=0.25)
+    for element in goodwin.constants:
+        lo, hi = element.limits
+        d = element.default
+        column = near[element.py_name]
+        assert column.min() >= d - 0.25 * (d - lo) - 1e-12 and column.max() <= d + 0.25 * (hi - d) + 1e-12
+        # The Latin hypercube still fills the narrower interval: its ends are within a stratum.
+        assert column.min() < d - 0.25 * (d - lo) + 0.25 * (hi - lo) / 2000 + 1e-12
+        assert column.max() > d + 0.25 * (hi - d) - 0.25 * (hi - lo) / 2000 - 1e-12
+        # The same design, mapped onto the narrower interval.
+        lo_w, hi_w = d - 0.25 * (d - lo), d + 0.25 * (hi - d)
+        np.testing.assert_allclose((column - lo_w) / (hi_w - lo_w), (full[element.py_name] - lo) / (hi - lo), atol=1e-9)
+    whole = sample(goodwin, n=50, seed=5, width=1)
+    np.testing.assert_array_equal(whole.values, sample(goodwin, n=50, seed=5).values)
+    # Bounds given for a constant win over the width; a distribution too.
+    mixed = sample(goodwin, ["phillips slope", "capital output ratio"], n=500, seed=5, width=0.1,
+                   bounds={"capital output ratio": (2.0, 4.0)}, distributions={"phillips slope": "norm(1.25, 0.05)"})
+    assert mixed["capital_output_ratio"].min() < 2.01 and mixed["capital_output_ratio"].max() > 3.99
+    assert mixed["phillips_slope"].std() == pytest.approx(0.05, rel=0.15)
+
+
 @pytest.mark.parametrize(
     "kwargs, pattern",
     [
+        ({"width": 0}, r"width must be a number in \(0, 1\].*got 0"),
+        ({"width": 1.5}, r"width must be a number in \(0, 1\].*got 1.5"),
+        ({"width": float("nan")}, r"width must be a number in \(0, 1\]"),
+        ({"width": "half"}, r"width must be a number in \(0, 1\].*got 'half'"),
         ({"method": "halton"}, "method must be one of lhs, sobol, grid, random"),
         ({"method": "sobol", "n": 100}, "power of two.*use 64 or 128"),
         ({"n": 0}, "n must be a positive integer"),
