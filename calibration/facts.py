@@ -210,9 +210,10 @@ def value_range(times, values) -> tuple[float, float]:
 
 def annual_means(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Calendar-year means [y, y + 1) of a series, as annual statistics such as the BLS
-    unemployment rate (the mean of twelve months) are. Years holding fewer than half the
-    saved points of a full year (the final time alone, the edge of a crisis window) are
-    left out, unless no year is full enough; a series saved once a year is returned as is."""
+    unemployment rate (an annual average) are. Years holding no more than half the saved
+    points of a full year (the final time alone) are left out, unless no year is full
+    enough. A series saved once a year is returned as is. With a crisis window, years are
+    averaged whole first and then assigned to a side (:func:`_annual_split`)."""
     times = np.asarray(times, dtype=float)
     values = np.asarray(values, dtype=float)
     years = np.floor(times + 1e-9)
@@ -220,14 +221,17 @@ def annual_means(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.
     means = np.bincount(inverse, weights=values) / counts
     step = float(np.median(np.diff(times))) if times.size > 1 else 1.0
     full = max(1, round(1.0 / step)) if step < 1 else 1
-    keep = counts * 2 >= full
+    keep = counts * 2 > full if full > 1 else counts >= 1
     if not keep.any():
         keep[:] = True
     return labels[keep], means[keep]
 
 
 def annual_range(times, values) -> tuple[float, float]:
-    """Lowest and highest calendar-year mean (see :func:`annual_means`)."""
+    """Lowest and highest calendar-year mean (see :func:`annual_means`); NaN when any value
+    is not finite, so that a run which broke down fails rather than losing the bad year."""
+    if not np.all(np.isfinite(np.asarray(values, dtype=float))):
+        return math.nan, math.nan
     _, means = annual_means(times, values)
     return float(np.min(means)), float(np.max(means))
 
@@ -265,9 +269,9 @@ def data_facts() -> dict[str, Fact]:
              ("unemployment_rate",), cycle_length(*unemployment_q),
              "US quarterly unemployment 1959-2009 (statsmodels macrodata); NBER: 5.8 years trough to trough",
              band=(4.0, 11.0), measure=cycle_length),
-        # BLS's annual rate is the mean of twelve months (and the Depression's 25% a yearly
-        # figure), so a run is judged on its calendar-year means too, not on single saved
-        # points: in reformism's scenarios the highest quarter is 0.3-1.2 points above the highest
+        # BLS's annual rate is an annual average (and the Depression's 25% a yearly figure),
+        # so a run is judged on its calendar-year means too, not on single saved points: in
+        # reformism's scenarios the highest quarter is about 0.2-1.3 points above the highest
         # year's mean.
         Fact("unemployment_range", "lowest and highest annual (calendar-year mean) unemployment rate", "1",
              ("unemployment_rate",), annual_range(*unemployment),
@@ -454,18 +458,39 @@ def measure(ds: xr.Dataset, spec: FactsSpec, scenario: str | None = None,
             if ranged or fact.measure is growth_range:
                 # The whole run, judged against the crisis bounds inside the window and the
                 # ordinary bounds outside it: both must hold.
-                outside_value = fact.measure(time[mask & ~inside], *[s[mask & ~inside] for s in series])
-                inside_value = fact.measure(time[mask & inside], *[s[mask & inside] for s in series])
+                if fact.measure is annual_range:
+                    outside_value, inside_value = _annual_split(time[mask], series[0][mask], window)
+                else:
+                    outside_value = fact.measure(time[mask & ~inside], *[s[mask & ~inside] for s in series])
+                    inside_value = fact.measure(time[mask & inside], *[s[mask & inside] for s in series])
                 crisis_band = fact.crisis_band or fact.band
-                passed = fact.within(outside_value) and fact.within(inside_value, crisis_band)
-                value = (min(outside_value[0], inside_value[0]), max(outside_value[1], inside_value[1]))
-                results.append(FactResult(fact, value, passed, (band[0], band[1]),
-                                          ((outside_value, band), (inside_value, crisis_band))))
+                checks = tuple((v, b) for v, b in ((outside_value, band), (inside_value, crisis_band))
+                               if v is not None)  # a side without a whole year has nothing to judge
+                passed = all(fact.within(v, b) for v, b in checks)
+                # np.min/np.max propagate NaN (Python's min and max depend on the order).
+                value = (float(np.min([v[0] for v, _ in checks])), float(np.max([v[1] for v, _ in checks])))
+                results.append(FactResult(fact, value, passed, (band[0], band[1]), checks))
                 continue
             mask = _longest_stretch(mask & ~inside)
         value = fact.measure(time[mask], *[s[mask] for s in series])
         results.append(FactResult(fact, value, fact.within(value, band), band))
     return results
+
+
+def _annual_split(time, values, window) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Calendar-year ranges outside and inside a crisis window: the years are averaged
+    whole over the run first, and a year the window touches for any length of time counts
+    inside it, so a year the window's edge cuts is neither split into part-year means nor
+    lost. A side with no year has no bound to break."""
+    values = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(values)):
+        nan = (math.nan, math.nan)
+        return nan, nan
+    years, means = annual_means(time, values)
+    touched = (years < window[1]) & (years + 1 > window[0])
+    def span(selected):
+        return (float(np.min(means[selected])), float(np.max(means[selected]))) if selected.any() else None
+    return span(~touched), span(touched)
 
 
 def _level(time: np.ndarray, rate: np.ndarray) -> np.ndarray:

@@ -241,6 +241,17 @@ def _names(text: str | None) -> list[str] | None:
     return names
 
 
+def _centre(model, scenario, sets) -> dict:
+    """The values --width is measured from: the scenario's, then --set's, over the model file's."""
+    from .compiler import CompiledModel, compile_model
+    from .scenarios import load_scenario
+
+    compiled = model if isinstance(model, CompiledModel) else compile_model(model)
+    centre = dict(load_scenario(scenario, compiled).params) if scenario else {}
+    centre.update(parse_set(sets))
+    return centre
+
+
 def _distributions(values: tuple[str, ...]) -> dict:
     out = {}
     for item in values:
@@ -307,7 +318,8 @@ def ensemble_command(model, params_text, n, seed, scenario, sets, width, final_t
         raise ParameterError(f"--output '{output}' must end in .nc")
     compiled = compile_model(model)
     samples = sample(compiled, _names(params_text), method=method, n=100 if n is None else n, seed=seed,
-                     distributions=_distributions(dists) or None, width=width)
+                     distributions=_distributions(dists) or None, width=width,
+                     centre=_centre(compiled, scenario, sets) if width is not None else None)
     dataset = run_ensemble(
         compiled, samples, params=parse_set(sets), variables=variables, scenario=scenario,
         final_time=final_time, time_step=time_step, saveper=saveper, seed=seed, executor=scheduler,
@@ -316,6 +328,7 @@ def ensemble_command(model, params_text, n, seed, scenario, sets, width, final_t
     # Provenance: how the members were drawn (the values themselves are the run coordinates).
     dataset.attrs["sample"] = method
     dataset.attrs["width"] = width if width is not None else "whole Vensim ranges"
+    dataset.attrs["marginals"] = samples.attrs.get("marginals", "")
     written = save(dataset, output)
     plausible = ""
     if "n_plausible" in dataset.attrs:
@@ -352,7 +365,8 @@ def sensitivity_command(model, params_text, n, seed, scenario, sets, width, fina
         raise ParameterError(f"--output '{output}' must end in .nc")
     dataset = sensitivity(
         model, _names(params_text), metrics=list(metrics), method=method, n=n if n is not None else (256 if method == "sobol" else 20),
-        seed=seed, width=width, shared_params=parse_set(sets), scenario=scenario, final_time=final_time, time_step=time_step,
+        seed=seed, width=width, centre=_centre(model, scenario, sets) if width is not None else None,
+        shared_params=parse_set(sets), scenario=scenario, final_time=final_time, time_step=time_step,
         saveper=saveper, executor=scheduler, chunk_size=chunk_size, progress=True, max_memory=max_memory,
     )
     written = save(dataset, output)

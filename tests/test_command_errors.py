@@ -6,6 +6,7 @@ A user's bad output path, a run too large for memory, or Ctrl-C gives one ``Erro
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,6 +126,25 @@ def test_width_outside_its_range_is_one_error_line_and_a_good_one_is_recorded(tm
     assert result.exit_code == 0, result.output
     ds = xr.load_dataset(out)
     assert ds.attrs["width"] == 0.5 and ds.attrs["sample"] == "lhs"
+    drawn = json.loads(ds.attrs["marginals"])
+    assert all(lo <= value <= hi for (lo, hi), value in
+               ((drawn[name], float(ds[name].min())) for name in drawn))
+    # Without --width the whole ranges are recorded as such; sensitivity records the same.
+    result = CliRunner().invoke(main, ["ensemble", POPULATION, "--n", "4", "--seed", "1", "--output", str(out)])
+    assert result.exit_code == 0 and xr.load_dataset(out).attrs["width"] == "whole Vensim ranges"
+    # With a scenario, the neighbourhood is the scenario's (strong_unions: phillips slope 1.5).
+    result = CliRunner().invoke(main, ["ensemble", GOODWIN, "-s", "strong_unions", "--params", "phillips slope",
+                                       "--n", "50", "--seed", "1", "--width", "0.05", "--final-time", "1",
+                                       "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    lo, hi = json.loads(xr.load_dataset(out).attrs["marginals"])["phillips_slope"]
+    assert lo < 1.5 < hi and hi - lo < 0.5
+    sens = tmp_path / "s.nc"
+    result = CliRunner().invoke(main, ["sensitivity", POPULATION, "--n", "8", "--seed", "1", "--width", "0.5",
+                                       "--metric", "final(population)", "--output", str(sens)])
+    assert result.exit_code == 0, result.output
+    attrs = xr.load_dataset(sens).attrs
+    assert attrs["width"] == 0.5 and set(json.loads(attrs["marginals"])) == set(drawn)
 
 
 def test_member_counts_must_be_positive_and_defaults_are_shown():

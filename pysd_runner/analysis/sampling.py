@@ -19,7 +19,7 @@ from ..compiler import CompiledModel, Element
 from ..errors import ParameterError
 from ..inputs import check_seed
 
-__all__ = ["sample", "parse_distribution", "METHODS", "default_parameters", "is_switch", "check_width"]
+__all__ = ["sample", "parse_distribution", "METHODS", "default_parameters", "is_switch", "check_width", "marginals_json"]
 
 METHODS = ("lhs", "sobol", "grid", "random")
 #: Refuse grids bigger than this many members (n ** parameters grows fast).
@@ -81,20 +81,45 @@ def check_width(width) -> float | None:
     return float(width)
 
 
-def around_default(element: Element, width: float) -> tuple[float, float]:
-    """``[d - w (d - min), d + w (max - d)]`` for a constant with value d and range [min, max]:
-    the neighbourhood of the model's own value, a share w of the way to each end."""
+def around_default(element: Element, width: float, value: float | None = None) -> tuple[float, float]:
+    """``[d - w (d - min), d + w (max - d)]`` for a constant with value d (its value in the
+    model file, or ``value``: a scenario's or ``--set``'s) and range [min, max]: the
+    neighbourhood of that value, a share w of the way to each end."""
     lo, hi = element.limits
-    if element.default is None:
+    d = element.default if value is None else value
+    if d is None:
         raise ParameterError(
             f"'{element.name}' has no single value in the model file (it is subscripted), so there is "
-            "no neighbourhood of it to sample; give its bounds instead"
+            "no neighbourhood of it to sample; leave it out of the varied parameters (--params) or give "
+            "it a distribution (--dist)"
         )
-    d = min(max(float(element.default), lo), hi)
+    d = float(d)
+    if not lo <= d <= hi:
+        raise ParameterError(
+            f"'{element.name}' is {d:g}, outside its Vensim range [{lo:g}, {hi:g}], so --width has no "
+            "neighbourhood of it within the range; widen the range in the model or leave it out (--params)"
+        )
     return d - width * (d - lo), d + width * (hi - d)
 
 
-def resolve_marginals(model: CompiledModel, params, bounds, distributions, width: float | None = None):
+def resolve_centre(model: CompiledModel, centre: Mapping[str, Any] | None) -> dict[str, float]:
+    """``{python name: value}`` for the scalar constants among ``centre`` (a scenario's or
+    ``--set``'s values); time series and other variables are left out."""
+    out = {}
+    for key, value in (centre or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            continue
+        try:
+            element = model.resolve(key, kinds=("constant",), role="parameter")
+        except ParameterError:
+            continue
+        out[element.py_name] = float(value)
+    return out
+
+
+def resolve_marginals(model: CompiledModel, params, bounds, distributions, width: float | None = None,
+                      centre: Mapping[str, float] | None = None):
+    centre = resolve_centre(model, centre)
     elements = (
         default_parameters(model) if params is None
         else [model.resolve(p, kinds=("constant",), role="parameter") for p in params]
@@ -121,8 +146,9 @@ def resolve_marginals(model: CompiledModel, params, bounds, distributions, width
             marginals.append(("dist", given_dists[element.py_name]))
             continue
         lo, hi = given_bounds.get(element.py_name, element.limits)
-        if width is not None and width < 1 and element.py_name not in given_bounds and lo is not None and hi is not None:
-            lo, hi = around_default(element, width)
+        if width is not None and width < 1 and element.py_name not in given_bounds and lo is not None \
+                and hi is not None and not is_switch(element):
+            lo, hi = around_default(element, width, (centre or {}).get(element.py_name))
         if lo is None or hi is None:
             raise ParameterError(
                 f"'{element.name}' has no finite Vensim range {element.range_text or '[?, ?]'}; give bounds for it"
@@ -144,6 +170,7 @@ def sample(
     bounds: Mapping[str, tuple[float, float]] | None = None,
     distributions: Mapping[str, Any] | None = None,
     width: float | None = None,
+    centre: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Draw members for :func:`run_ensemble`: one column per parameter (Python names).
 
@@ -170,7 +197,14 @@ def sample(
         Vary each constant without given bounds only this share of the way from its value
         in the model file to each end of its Vensim range: 1 is the whole range, 0.25 a
         neighbourhood of the shipped values (a local robustness check, where the whole
-        ranges ask how the model behaves at every combination of extremes).
+        ranges ask how the model behaves at every combination of extremes). Structural
+        switches keep their whole range.
+    centre : mapping, optional
+        ``{name: value}``: the values the width is measured from instead of the model file's
+        (a scenario's or ``--set``'s), so that the neighbourhood is the run's own.
+
+    The frame's ``attrs["marginals"]`` records, as JSON, each parameter's bounds or
+    distribution, for the provenance of the runs made from it.
     """
     from scipy.stats import qmc
 
@@ -179,7 +213,7 @@ def sample(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ParameterError(f"n must be a positive integer; got {n!r}")
     seed = check_seed(seed)
-    elements, marginals = resolve_marginals(model, params, bounds, distributions, check_width(width))
+    elements, marginals = resolve_marginals(model, params, bounds, distributions, check_width(width), centre)
     d = len(elements)
     rng = np.random.default_rng(seed)
     if method == "lhs":
@@ -210,4 +244,21 @@ def sample(
             # Keep the open unit interval: ppf(0) and ppf(1) are infinite for unbounded laws.
             eps = np.finfo(float).eps
             columns[element.py_name] = spec.ppf(np.clip(u, eps, 1 - eps))
-    return pd.DataFrame(columns)
+    frame = pd.DataFrame(columns)
+    frame.attrs["marginals"] = marginals_json(elements, marginals)
+    return frame
+
+
+def marginals_json(elements, marginals) -> str:
+    """``{"name": [min, max]}`` or ``{"name": "distribution"}`` as JSON: how each parameter was drawn."""
+    import json
+
+    out = {}
+    for element, (kind, spec) in zip(elements, marginals):
+        if kind == "uniform":
+            out[element.py_name] = [float(spec[0]), float(spec[1])]
+        else:
+            dist = getattr(spec, "dist", None)
+            args = ", ".join(f"{a:g}" for a in getattr(spec, "args", ()))
+            out[element.py_name] = f"{getattr(dist, 'name', type(spec).__name__)}({args})"
+    return json.dumps(out)

@@ -22,7 +22,7 @@ import xarray as xr
 
 from ..compiler import CompiledModel, compile_model
 from ..errors import ParameterError, SimulationError
-from .sampling import check_width, resolve_marginals
+from .sampling import check_width, marginals_json, resolve_marginals
 
 __all__ = ["sensitivity", "Metric", "parse_metric"]
 
@@ -128,6 +128,7 @@ def sensitivity(
     seed: int | None = None,
     bounds: dict | None = None,
     width: float | None = None,
+    centre: dict | None = None,
     calc_second_order: bool = False,
     num_levels: int = 4,
     conf_level: float = 0.95,
@@ -145,7 +146,9 @@ def sensitivity(
         within their ranges or ``bounds``.
     width : float in (0, 1], optional
         Vary each constant without ``bounds`` only this share of the way from its value in
-        the model file to each end of its range (see :func:`sample`).
+        the model file (or ``centre``'s value) to each end of its range (see :func:`sample`).
+    centre : mapping, optional
+        ``{name: value}`` the width is measured from, e.g. a scenario's values.
     metrics : list of str or callables
         See the module docstring.
     method : {"sobol", "morris"}
@@ -179,7 +182,7 @@ def sensitivity(
         raise ParameterError("give at least one metric, e.g. 'min(profit_rate)'")
     parsed = [parse_metric(m, model) for m in metrics]
     width = check_width(width)
-    elements, marginals = resolve_marginals(model, params, bounds, None, width)
+    elements, marginals = resolve_marginals(model, params, bounds, None, width, centre)
     names = [e.py_name for e in elements]
     problem = {"num_vars": len(names), "names": names, "bounds": [list(spec) for _, spec in marginals]}
     if len(names) < 2:
@@ -249,6 +252,6 @@ def sensitivity(
     attrs = dict(ensemble.attrs)
     attrs.update({"method": method, "n": int(n), "members": int(X.shape[0]), "seed": seed if seed is not None else "none",
                   "conf_level": conf_level, "width": width if width is not None else "whole Vensim ranges",
-                  "bounds": str({name: list(spec) for name, (_, spec) in zip(names, marginals)})})
+                  "marginals": marginals_json(elements, marginals)})
     dataset.attrs = attrs
     return dataset

@@ -148,8 +148,40 @@ def test_annual_range_is_the_range_of_calendar_year_means():
     short = time[(time > 60) & (time <= 62)]  # three quarters of year 60, all of 61, 62.0 alone
     labels, _ = annual_means(short, np.zeros_like(short))
     assert list(labels) == [60, 61]
-    # A stretch shorter than half a year still has a mean.
+    # A stretch of no more than half a year still has a mean (no year is full enough).
     assert annual_range(np.array([5.0, 5.25]), np.array([0.1, 0.2])) == pytest.approx((0.15, 0.15))
+    # Saved every half year, the final time alone is not a year either.
+    half = np.arange(0.0, 10.0 + 1e-9, 0.5)
+    labels, _ = annual_means(half, np.where(half >= 10, 0.5, 0.06))
+    assert labels[-1] == 9
+    # A run that broke down fails, even where the bad value sits in a year left out.
+    broken = np.full_like(time, 0.06)
+    broken[-1] = np.nan
+    assert all(math.isnan(v) for v in annual_range(time, broken))
+
+
+def test_a_year_the_crisis_window_touches_is_judged_whole_inside_it(tmp_path):
+    # The window starts mid-year: year 45 is averaged whole (not split into two half-year
+    # means) and judged against the crisis bound, which 30% breaks.
+    u = np.full_like(YEARS, 0.06)
+    u[(YEARS >= 45) & (YEARS < 46)] = 0.3
+    spec = _spec(tmp_path, 'warm_up = 10\n[variables]\nunemployment_rate = "unemployment_rate"\n'
+                           '[scenarios.shock]\ncrisis = [45.5, 60]\n')
+    result = {r.fact.name: r for r in measure(_run(u), spec, "shock")}["unemployment_range"]
+    assert result.passed is False and result.checks[1][0] == pytest.approx((0.06, 0.3))
+    assert result.checks[0][0] == pytest.approx((0.06, 0.06))  # outside: every other year
+    u[(YEARS >= 45) & (YEARS < 46)] = 0.2  # within the Depression's 25%
+    assert {r.fact.name: r for r in measure(_run(u), spec, "shock")}["unemployment_range"].passed is True
+    # A window beyond the run leaves the ordinary band alone to judge.
+    late = _spec(tmp_path, 'warm_up = 10\n[variables]\nunemployment_rate = "unemployment_rate"\n'
+                           '[scenarios.shock]\ncrisis = [200, 210]\n')
+    result = {r.fact.name: r for r in measure(_run(u), late, "shock")}["unemployment_range"]
+    assert result.passed is False and len(result.checks) == 1  # 20% outside any window
+    # A NaN inside the window is not hidden by the combined range.
+    u[(YEARS >= 45) & (YEARS < 46)] = 0.06
+    u[YEARS == 50] = np.nan
+    result = {r.fact.name: r for r in measure(_run(u), spec, "shock")}["unemployment_range"]
+    assert result.passed is False and all(math.isnan(v) for v in result.value)
 
 
 # --------------------------------------------------------------------------- measuring a run

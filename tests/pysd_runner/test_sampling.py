@@ -196,3 +196,25 @@ TIME STEP = 1 ~ Year ~ Step. |
     model = compile_model(path)
     assert list(sample(model, n=4, seed=0).columns) == ["rate"]
     assert set(sample(model, ["rate", "limit switch"], n=4, seed=0).columns) == {"rate", "limit_switch"}
+    # A switch named explicitly keeps both of its values under --width (a fifth of [0, 1]
+    # around 1 would never turn it off).
+    near = sample(model, ["rate", "limit switch"], n=200, seed=0, width=0.2)
+    assert near["limit_switch"].min() < 0.05 and near["rate"].between(0.1 - 0.02, 0.1 + 0.18).all()
+
+
+def test_width_is_measured_from_a_scenario_s_values_and_records_how_members_were_drawn(goodwin):
+    import json
+
+    centre = sample(goodwin, ["phillips slope"], n=500, seed=1, width=0.1, centre={"phillips slope": 2.0})
+    lo, hi = goodwin.elements["phillips_slope"].limits
+    assert centre["phillips_slope"].min() >= 2.0 - 0.1 * (2.0 - lo) - 1e-12
+    assert centre["phillips_slope"].max() <= 2.0 + 0.1 * (hi - 2.0) + 1e-12
+    drawn = json.loads(sample(goodwin, ["phillips slope", "capital output ratio"], n=10, seed=1, width=0.5,
+                              distributions={"phillips slope": "norm(1.25, 0.05)"}).attrs["marginals"])
+    d = goodwin.elements["capital_output_ratio"].default
+    c_lo, c_hi = goodwin.elements["capital_output_ratio"].limits
+    assert drawn == {"phillips_slope": "norm(1.25, 0.05)",
+                     "capital_output_ratio": [pytest.approx(d - 0.5 * (d - c_lo)), pytest.approx(d + 0.5 * (c_hi - d))]}
+    # A value outside the range has no neighbourhood inside it.
+    with pytest.raises(ParameterError, match=r"'phillips slope' is 99, outside its Vensim range"):
+        sample(goodwin, ["phillips slope"], n=4, width=0.2, centre={"phillips slope": 99})
